@@ -1,0 +1,257 @@
+"""Agents: one Mesa class per role, with their rules as short verbs.
+
+Agent state lives in the model's struct-of-arrays (:class:`sim.state.State`) so that each rule
+runs once per month over all agents of a role (numpy), not once per agent in Python. An agent
+object is a named view on its row: ``agent.capacity_t_per_yr`` reads the array.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import mesa
+import numpy as np
+
+from sim.network import P
+
+if TYPE_CHECKING:
+    from sim.model import SupplyChainModel
+
+
+class Trader(mesa.Agent):
+    """A node of the trade network (firm or OEM): a view on row ``idx`` of the state arrays."""
+
+    role: ClassVar[str] = ""
+
+    def __init__(self, model: SupplyChainModel, idx: int, node_id: str, name: str, region: str):
+        super().__init__(model)
+        self.idx = idx
+        self.node_id = node_id
+        self.name = name or node_id
+        self.region = region
+
+    @property
+    def inventory_in_t(self) -> float:
+        """Input inventory (tonnes of the input product)."""
+        return float(self.model.state.inv_in[self.idx])
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.node_id} ({self.region})>"
+
+
+class Firm(Trader):
+    """A producing firm: capacity, costs, utilisation, investment."""
+
+    @property
+    def capacity_t_per_yr(self) -> float:
+        """Installed capacity (t output per year)."""
+        return float(self.model.state.cap[self.idx])
+
+    @property
+    def ask_usd_per_kg(self) -> float:
+        """Asking price of the main output."""
+        s = self.model.state
+        return float(s.ask[self.idx, s.out_product[self.idx]])
+
+    @classmethod
+    def plan_output(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
+        """Output wanted this month: expected sales plus inventory correction, scaled by margin.
+
+        Returns tonnes per firm; bounded by available capacity.
+        """
+        s, b = model.state, model.world.behaviour
+        outp = s.out_product[idx]
+        sales = s.sales_ema[idx, outp]
+        stock = s.inv_out[idx, outp]
+        desired = np.maximum(
+            sales + (b.seller_target_cover_months * sales - stock) / b.inventory_adjust_months,
+            0.0,
+        )
+        unit_cost = s.unit_cost[idx]
+        margin = np.divide(s.ask[idx, outp] - unit_cost, unit_cost,
+                           out=np.zeros(idx.size), where=unit_cost > 0)
+        factor = np.clip(1.0 + b.margin_response * margin, b.utilisation_floor, 1.0)
+        return np.minimum(desired, model.available_capacity_t(idx) * factor)
+
+    @classmethod
+    def book_output(cls, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray) -> None:
+        """Add output to stock and to the month's production tally."""
+        s = model.state
+        outp = s.out_product[idx]
+        s.inv_out[idx, outp] += out_t
+        s.produced[idx] += out_t
+        np.add.at(model.month.production_p, outp, out_t)
+
+
+class Mine(Firm):
+    """Mixed rare-earth concentrate producer (t REO)."""
+
+    role = "mine"
+
+    @classmethod
+    def produce(cls, model: SupplyChainModel) -> None:
+        """Mine at planned utilisation (within capacity and quotas)."""
+        idx = model.idx["mine"]
+        out = cls.plan_output(model, idx)
+        out = model.policies.cap_production(model, idx, out)
+        cls.book_output(model, idx, out)
+
+
+class Converter(Firm):
+    """A firm that turns an input product into its output with a fixed input ratio."""
+
+    @classmethod
+    def convert(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
+        """Produce within capacity and input stock; consume inputs. Returns output (t)."""
+        s = model.state
+        out = np.minimum(cls.plan_output(model, idx),
+                         np.divide(s.inv_in[idx], s.in_ratio[idx]))
+        out = model.policies.cap_production(model, idx, out)
+        used = np.minimum(out * s.in_ratio[idx], s.inv_in[idx])
+        s.inv_in[idx] -= used
+        s.consumed[idx] += used
+        model.month.consumption_p[s.in_product[idx[0]]] += used.sum()
+        cls.book_output(model, idx, out)
+        return out
+
+
+class Separator(Converter):
+    """Concentrate (t REO) -> NdPr oxide, yield set by the NdPr content of its feed."""
+
+    role = "separator"
+
+    @classmethod
+    def produce(cls, model: SupplyChainModel) -> None:
+        """Separate NdPr from the feed in stock."""
+        s = model.state
+        idx = model.idx["separator"]
+        if idx.size == 0:
+            return
+        share = np.divide(s.feed_ndpr[idx], s.inv_in[idx], out=s.feed_share0[idx].copy(),
+                          where=s.inv_in[idx] > 1e-9)
+        s.in_ratio[idx] = 1.0 / (np.maximum(share, 1e-6) * s.recovery[idx])
+        cls.convert(model, idx)
+        s.feed_ndpr[idx] = s.inv_in[idx] * share
+
+
+class MetalMaker(Converter):
+    """NdPr oxide -> NdPr metal/alloy."""
+
+    role = "metal_maker"
+
+    @classmethod
+    def produce(cls, model: SupplyChainModel) -> None:
+        """Reduce oxide to metal."""
+        idx = model.idx["metal_maker"]
+        if idx.size:
+            cls.convert(model, idx)
+
+
+class MagnetPlant(Converter):
+    """NdPr metal -> sintered NdFeB magnets; machining swarf leaves as scrap (t NdPr)."""
+
+    role = "magnet_plant"
+
+    @classmethod
+    def produce(cls, model: SupplyChainModel) -> None:
+        """Make magnets; book swarf as scrap output."""
+        s = model.state
+        idx = model.idx["magnet_plant"]
+        if idx.size == 0:
+            return
+        out = cls.convert(model, idx)
+        swarf = out * s.scrap_ratio[idx]
+        s.inv_out[idx, P["scrap"]] += swarf
+        model.month.production_p[P["scrap"]] += swarf.sum()
+
+
+class Recycler(Converter):
+    """Collects end-of-life magnets, buys swarf, and recovers NdPr oxide."""
+
+    role = "recycler"
+
+    @classmethod
+    def collect(cls, model: SupplyChainModel) -> None:
+        """Collect end-of-life magnets (as t NdPr scrap) from the regions served."""
+        idx = model.idx["recycler"]
+        if idx.size == 0:
+            return
+        s = model.state
+        eol_t = model.end_of_life_magnets_t()  # by region
+        ndpr = eol_t * model.world.behaviour.magnet_ndpr_share
+        rate = model.policies.collection_rate(model, idx, s.collection_rate[idx])
+        got = rate * ndpr[s.region[idx]] * s.collect_share[idx]
+        s.inv_in[idx] += got
+        s.collected[idx] += got
+        model.month.production_p[P["scrap"]] += got.sum()
+
+    @classmethod
+    def produce(cls, model: SupplyChainModel) -> None:
+        """Recover oxide from scrap in stock."""
+        idx = model.idx["recycler"]
+        if idx.size:
+            cls.convert(model, idx)
+
+
+class OEM(Trader):
+    """A magnet-using industry (region x sector): demand, price response, substitution."""
+
+    role = "oem"
+
+    @property
+    def demand_t_per_month(self) -> float:
+        """Last month's magnet demand."""
+        return float(self.model.state.demand[self.idx])
+
+    @classmethod
+    def use_magnets(cls, model: SupplyChainModel) -> None:
+        """Draw this month's magnet demand from stock; record what cannot be met as shortage."""
+        s, b = model.state, model.world.behaviour
+        idx = model.idx["oem"]
+        price_ratio = s.buy_price_ema[idx] / s.price_ref[idx]
+        demand = (
+            s.base_demand[idx]
+            * model.growth_factor[s.sector[idx]]
+            * np.power(np.maximum(price_ratio, 1e-6), s.elasticity[idx])
+            * (1.0 - s.theta[idx])
+        )
+        use = np.minimum(demand, s.inv_in[idx])
+        s.inv_in[idx] -= use
+        s.demand[idx] = demand
+        s.consumed[idx] += use
+        s.shortage[idx] = demand - use
+        model.month.consumption_p[P["magnet"]] += use.sum()
+        model.record_use(idx, use)
+
+    @classmethod
+    def substitute(cls, model: SupplyChainModel) -> None:
+        """Thrift/substitute slowly while prices stay high; relax slowly when they fall."""
+        s, b = model.state, model.world.behaviour
+        idx = model.idx["oem"]
+        ratio = s.buy_price_ema[idx] / s.price_ref[idx]
+        rate = b.substitution_rate_per_month * model.policies.substitution_boost(model)
+        push = rate * np.maximum(ratio - b.substitution_price_threshold, 0.0)
+        s.theta[idx] = np.clip(s.theta[idx] + push - b.substitution_decay_per_month, 0.0,
+                               s.theta_max[idx])
+
+
+class Government(mesa.Agent):
+    """A policy region's government: holds instruments (tariffs here; more in sim.policies)."""
+
+    def __init__(self, model: SupplyChainModel, region: str, name: str = ""):
+        super().__init__(model)
+        self.region = region
+        self.name = name or f"Government of {region}"
+
+    def __repr__(self) -> str:
+        return f"<Government {self.region}>"
+
+
+ROLE_CLASSES: dict[str, type[Trader]] = {
+    "mine": Mine,
+    "separator": Separator,
+    "metal_maker": MetalMaker,
+    "magnet_plant": MagnetPlant,
+    "recycler": Recycler,
+    "oem": OEM,
+}

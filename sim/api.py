@@ -1,0 +1,113 @@
+"""The Python API: ``sim.run`` returns a run's tables as pandas DataFrames, writing nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mesa
+import numpy as np
+
+from sim.model import SupplyChainModel
+from sim.results import Results, build_results
+from sim.world import World, load_world
+
+__version__ = "0.1.0"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of ndsim and its main dependencies, and the git commit when available."""
+    return {
+        "ndsim": __version__,
+        "mesa": mesa.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+    }
+
+
+def resolve_world(
+    world: str | Path | World | dict[str, Any], overrides: list[str] | None = None
+) -> tuple[World, dict[str, Any], str]:
+    """Accept a path, a raw dict or a World; return (World, raw dict, label)."""
+    if isinstance(world, World):
+        if overrides:
+            raw = world.model_dump(mode="json")
+            w, raw = load_world("<world>", overrides, raw=raw)
+            return w, raw, "<world>"
+        return world, world.model_dump(mode="json"), "<world>"
+    if isinstance(world, dict):
+        w, raw = load_world("<dict>", overrides, raw=world)
+        return w, raw, "<dict>"
+    w, raw = load_world(world, overrides)
+    return w, raw, str(world)
+
+
+def run(
+    world: str | Path | World | dict[str, Any],
+    *,
+    seed: int = 0,
+    start: str | None = None,
+    end: str | None = None,
+    overrides: list[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Results:
+    """Run one simulation and return its tables.
+
+    Args:
+        world: A world file path, a raw world dict, or a validated :class:`World`.
+        seed: Seed for the model's random generator.
+        start: First month (``YYYY-MM``), default from the world's calendar.
+        end: Last month, default from the world's calendar.
+        overrides: ``key.path=value`` parameter overrides.
+        progress: Called as ``progress(months_done, months_total)`` after each month.
+
+    Returns:
+        The run's :class:`Results` (timeseries, flows, agents, manifest).
+    """
+    w, raw, label = resolve_world(world, overrides)
+    model = SupplyChainModel(w, rng=seed, start=start, end=end)
+    t0 = time.perf_counter()
+    if progress is None:
+        model.run()
+    else:
+        for k in range(model.n_months):
+            model.run_for(1)
+            progress(k + 1, model.n_months)
+    wall = time.perf_counter() - t0
+    text = json.dumps(raw, sort_keys=True, default=str)
+    manifest = {
+        "world": label,
+        "world_name": w.meta.name,
+        "scenario": raw,
+        "scenario_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "overrides": list(overrides or []),
+        "seed": seed,
+        "start": model.start_abs and f"{model.start_abs // 12:04d}-{model.start_abs % 12 + 1:02d}",
+        "end": f"{model.end_abs // 12:04d}-{model.end_abs % 12 + 1:02d}",
+        "months": model.n_months,
+        "agents": len(model.agents),
+        "links": model.links.n,
+        "versions": versions(),
+        "wall_seconds": wall,
+    }
+    results = build_results(model, manifest)
+    results.model = model  # type: ignore[attr-defined]
+    return results

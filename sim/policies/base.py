@@ -1,0 +1,97 @@
+"""The instrument protocol and the composition of instruments into a model's policy set.
+
+Each instrument may change link terms (tariffs, caps), production, recycling collection or
+substitution. The model calls the :class:`PolicySet` hooks at fixed phases of the month; the
+set applies every instrument in declaration order, so instruments compose.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sim.model import SupplyChainModel
+
+
+class Instrument:
+    """Base class: every hook is a no-op. Subclasses override what they act on."""
+
+    name: str = "instrument"
+
+    def update(self, model: SupplyChainModel) -> None:
+        """Start of month: refresh the instrument's state (licences, budgets, schedules)."""
+
+    def link_terms(self, model: SupplyChainModel, tariff: np.ndarray, cap_t: np.ndarray) -> None:
+        """Modify per-link ad valorem tariff and tonnage caps in place."""
+
+    def cap_production(
+        self, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray
+    ) -> np.ndarray:
+        """Return possibly reduced production for firms ``idx``."""
+        return out_t
+
+    def collection_rate(
+        self, model: SupplyChainModel, idx: np.ndarray, rate: np.ndarray
+    ) -> np.ndarray:
+        """Return the end-of-life collection rate of recyclers ``idx``."""
+        return rate
+
+    def substitution_boost(self, model: SupplyChainModel) -> float:
+        """Multiplier on the OEMs' substitution rate."""
+        return 1.0
+
+    def after_trade(self, model: SupplyChainModel) -> None:
+        """After the market cleared: observe flows and prices (licence use, stockpiles)."""
+
+
+class PolicySet:
+    """All instruments of a model, applied in order."""
+
+    def __init__(self, instruments: list[Instrument]):
+        self.instruments = list(instruments)
+        self.tariff: np.ndarray = np.zeros(0)
+        self.cap_t: np.ndarray = np.zeros(0)
+
+    def update(self, model: SupplyChainModel) -> None:
+        """Refresh instruments and this month's link terms."""
+        n = model.links.n
+        if self.tariff.size != n:
+            self.tariff = np.zeros(n)
+            self.cap_t = np.full(n, np.inf)
+        else:
+            self.tariff.fill(0.0)
+            self.cap_t.fill(np.inf)
+        for ins in self.instruments:
+            ins.update(model)
+        for ins in self.instruments:
+            ins.link_terms(model, self.tariff, self.cap_t)
+
+    def cap_production(
+        self, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray
+    ) -> np.ndarray:
+        """Apply production limits (quotas) of every instrument."""
+        for ins in self.instruments:
+            out_t = ins.cap_production(model, idx, out_t)
+        return out_t
+
+    def collection_rate(
+        self, model: SupplyChainModel, idx: np.ndarray, rate: np.ndarray
+    ) -> np.ndarray:
+        """Apply recycling-collection instruments."""
+        for ins in self.instruments:
+            rate = ins.collection_rate(model, idx, rate)
+        return rate
+
+    def substitution_boost(self, model: SupplyChainModel) -> float:
+        """Product of the instruments' substitution multipliers."""
+        boost = 1.0
+        for ins in self.instruments:
+            boost *= ins.substitution_boost(model)
+        return boost
+
+    def after_trade(self, model: SupplyChainModel) -> None:
+        """Let instruments observe the cleared market."""
+        for ins in self.instruments:
+            ins.after_trade(model)

@@ -1,0 +1,39 @@
+"""Instrument registry: world/scenario ``[policies]`` tables -> instrument objects."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sim.errors import UserError
+from sim.policies.base import Instrument
+
+if TYPE_CHECKING:
+    from sim.model import SupplyChainModel
+
+Builder = Callable[["SupplyChainModel", Any], list[Instrument]]
+BUILDERS: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    """Register a builder for ``[policies.<name>]``."""
+
+    def deco(fn: Builder) -> Builder:
+        BUILDERS[name] = fn
+        return fn
+
+    return deco
+
+
+def build_instruments(model: SupplyChainModel, policies: dict[str, Any]) -> list[Instrument]:
+    """Build every instrument declared in ``policies`` in sorted key order."""
+    out: list[Instrument] = []
+    for name in sorted(policies):
+        if name not in BUILDERS:
+            near = difflib.get_close_matches(name, sorted(BUILDERS), n=1)
+            hint = f"; did you mean 'policies.{near[0]}'?" if near else (
+                f"; known instruments: {', '.join(sorted(BUILDERS)) or 'none'}")
+            raise UserError(f"policies.{name}: unknown policy instrument{hint}")
+        out += BUILDERS[name](model, policies[name])
+    return out

@@ -1,0 +1,45 @@
+"""Import tariffs and duties (ad valorem), held by the importing region's government."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sim.calendar import parse_month
+from sim.network import P
+from sim.policies.base import Instrument
+from sim.world import TariffSpec
+
+if TYPE_CHECKING:
+    from sim.model import SupplyChainModel
+
+
+class Tariffs(Instrument):
+    """All import tariffs of one government; each applies to links into its region."""
+
+    name = "tariffs"
+
+    def __init__(self, model: SupplyChainModel, region: str, specs: list[TariffSpec]):
+        self.region = region
+        self.rules: list[tuple[int, int, float, np.ndarray]] = []
+        links, nodes = model.links, model.nodes
+        regions = np.array(nodes.regions)
+        into = regions[nodes.region[links.dst]] == region
+        src_region = regions[nodes.region[links.src]]
+        for spec in specs:
+            start = parse_month(spec.start) if spec.start else -(10**9)
+            end = parse_month(spec.end) if spec.end else 10**9
+            if "any_region" in spec.from_regions:
+                from_ok = src_region != region
+            else:
+                from_ok = np.isin(src_region, spec.from_regions)
+            mask = into & from_ok & (links.product == P[spec.product])
+            self.rules.append((start, end, spec.rate, np.flatnonzero(mask)))
+
+    def link_terms(self, model: SupplyChainModel, tariff: np.ndarray, cap_t: np.ndarray) -> None:
+        """Add every tariff in force this month to the links it covers."""
+        m = model.month_abs
+        for start, end, rate, links in self.rules:
+            if start <= m <= end:
+                tariff[links] += rate

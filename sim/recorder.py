@@ -1,0 +1,79 @@
+"""Monthly records kept as preallocated arrays; turned into tidy tables after the run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sim.network import NP, P
+
+if TYPE_CHECKING:
+    from sim.model import SupplyChainModel
+
+
+class Recorder:
+    """Keeps one row per month of every array the results contract needs."""
+
+    def __init__(self, model: SupplyChainModel):
+        T, n, e = model.n_months, model.nodes.n, model.links.n
+        self.t = 0
+        self.T = T
+        f = lambda *shape: np.zeros(shape)  # noqa: E731
+        self.price_china = f(T, NP)
+        self.price_world = f(T, NP)
+        self.cap = f(T, n)
+        self.produced = f(T, n)
+        self.swarf = f(T, n)
+        self.collected = f(T, n)
+        self.consumed = f(T, n)
+        self.inv_in = f(T, n)
+        self.inv_out = f(T, n, NP)
+        self.ask = f(T, n)
+        self.unit_cost = f(T, n)
+        self.demand = f(T, n)
+        self.shortage = f(T, n)
+        self.theta = f(T, n)
+        self.shipped = np.zeros((T, e), np.float64)
+        self.transit_p = f(T, NP)
+        self.production_p = f(T, NP)
+        self.consumption_p = f(T, NP)
+        self.stock_p = f(T, NP)
+        self.policy_series: dict[str, np.ndarray] = {}
+        self.opening_stock_p = model.inventory_by_product()
+
+    def record(self, model: SupplyChainModel) -> None:
+        """Copy this month's state into row ``t``."""
+        t, s = self.t, model.state
+        if t >= self.T:
+            return
+        self.price_china[t], self.price_world[t] = model.price_index
+        self.cap[t] = s.cap * s.online
+        self.produced[t] = s.produced
+        self.swarf[t] = s.produced * s.scrap_ratio
+        self.collected[t] = s.collected
+        self.consumed[t] = s.consumed
+        self.inv_in[t] = s.inv_in
+        self.inv_out[t] = s.inv_out
+        firms = model.idx["firm"]
+        self.ask[t, firms] = s.ask[firms, s.out_product[firms]]
+        self.unit_cost[t] = s.unit_cost
+        self.demand[t] = s.demand
+        self.shortage[t] = s.shortage
+        self.theta[t] = s.theta
+        self.shipped[t] = model.clearing.shipped_t
+        self.transit_p[t] = np.bincount(model.links.product, model.transit.sum(axis=0),
+                                        minlength=NP)
+        self.production_p[t] = model.month.production_p
+        self.consumption_p[t] = model.month.consumption_p
+        self.stock_p[t] = model.inventory_by_product()
+        for ins in model.policies.instruments:
+            for key, value in getattr(ins, "series", lambda: {})().items():
+                arr = self.policy_series.setdefault(key, np.full(self.T, np.nan))
+                arr[t] = value
+        self.t += 1
+
+    @property
+    def scrap(self) -> int:
+        """Index of the scrap product."""
+        return P["scrap"]

@@ -1,0 +1,216 @@
+"""Results of a run as tidy pandas tables (the results contract in docs/outputs.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sim.calendar import month_starts
+from sim.network import NP, ROLES
+from sim.world import PRODUCTS, SECTORS
+
+if TYPE_CHECKING:
+    from sim.model import SupplyChainModel
+
+TS_COLUMNS = ["date", "metric", "product", "region", "sector", "value"]
+
+
+@dataclass
+class Results:
+    """Tables of one run.
+
+    Attributes:
+        timeseries: Tidy monthly metrics: date, metric, product, region, sector, value.
+        flows: Shipments: date, product, source, target, source_region, target_region, tonnes.
+        agents: Per agent per month state.
+        manifest: Run metadata (seed, versions, world, timings).
+    """
+
+    timeseries: pd.DataFrame
+    flows: pd.DataFrame
+    agents: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def series(self, metric: str, product: str = "", region: str = "", sector: str = ""
+               ) -> pd.Series:
+        """One time series, indexed by date (sums over sectors unless ``sector`` is given)."""
+        ts = self.timeseries
+        sel = (ts["metric"] == metric) & (ts["product"] == product)
+        if region:
+            sel &= ts["region"] == region
+        if sector:
+            sel &= ts["sector"] == sector
+        return ts[sel].groupby("date")["value"].sum()
+
+    def balance(self) -> pd.DataFrame:
+        """Mass balance per product and month: production - consumption - change in stock."""
+        ts = self.timeseries
+        rows = []
+        opening = self.manifest.get("opening_inventory_t", {})
+        for prod in PRODUCTS:
+            prod_t = self.series("production_t", prod)
+            cons_t = self.series("consumption_t", prod)
+            inv = ts[(ts["metric"] == "inventory_t") & (ts["product"] == prod)]
+            stock = inv.groupby("date")["value"].sum()
+            dates = stock.index
+            prev = stock.shift(1)
+            prev.iloc[0] = opening.get(prod, np.nan)
+            frame = pd.DataFrame({
+                "date": dates,
+                "product": prod,
+                "production_t": prod_t.reindex(dates, fill_value=0.0).to_numpy(),
+                "consumption_t": cons_t.reindex(dates, fill_value=0.0).to_numpy(),
+                "stock_change_t": (stock - prev).to_numpy(),
+            })
+            rows.append(frame)
+        out = pd.concat(rows, ignore_index=True)
+        out["residual_t"] = out["production_t"] - out["consumption_t"] - out["stock_change_t"]
+        return out
+
+
+def _group(values: np.ndarray, keys: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sum columns of ``values`` (T x n) into ``n_groups`` groups by ``keys`` (n,)."""
+    onehot = np.zeros((keys.size, n_groups))
+    onehot[np.arange(keys.size), keys] = 1.0
+    return values @ onehot
+
+
+def _block(dates: np.ndarray, metric: str, labels: list[tuple[str, str, str]],
+           values: np.ndarray) -> pd.DataFrame:
+    """Tidy block: ``values`` is T x G for G (product, region, sector) labels."""
+    T, G = values.shape
+    prod, reg, sec = (np.array([lab[k] for lab in labels], dtype=object) for k in range(3))
+    return pd.DataFrame({
+        "date": np.repeat(dates, G),
+        "metric": metric,
+        "product": np.tile(prod, T),
+        "region": np.tile(reg, T),
+        "sector": np.tile(sec, T),
+        "value": values.reshape(-1),
+    })
+
+
+def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = None) -> Results:
+    """Turn a finished model's records into tidy tables."""
+    rec = model.recorder
+    if rec is None:
+        raise ValueError("model was run with record=False")
+    T = rec.t
+    dates = month_starts(model.start_abs, T)
+    nodes, s = model.nodes, model.state
+    regions = list(nodes.regions)
+    R = len(regions)
+    blocks: list[pd.DataFrame] = []
+
+    def by_prod_region(values: np.ndarray, prod: np.ndarray, metric: str,
+                       region: np.ndarray | None = None) -> None:
+        region = nodes.region if region is None else region
+        ok = prod >= 0
+        key = prod[ok] * R + region[ok]
+        present = np.unique(key)
+        remap = np.searchsorted(present, key)
+        grouped = _group(values[:T, ok], remap, present.size)
+        labels = [(PRODUCTS[k // R], regions[k % R], "") for k in present]
+        blocks.append(_block(dates, metric, labels, grouped))
+
+    prices = np.concatenate([rec.price_china[:T], rec.price_world[:T]], axis=1)
+    labels = [(p, "china", "") for p in PRODUCTS] + [(p, "world", "") for p in PRODUCTS]
+    blocks.append(_block(dates, "price_usd_per_kg", labels, prices))
+
+    out_p = s.out_product
+    by_prod_region(rec.produced, out_p, "production_t")
+    scrap = PRODUCTS.index("scrap")
+    swarf_or_eol = rec.swarf + rec.collected
+    mask = (nodes.role == ROLES.index("magnet_plant")) | (nodes.role == ROLES.index("recycler"))
+    by_prod_region(swarf_or_eol, np.where(mask, scrap, -1), "production_t")
+    by_prod_region(rec.consumed, s.in_product, "consumption_t")
+
+    inv = np.concatenate([rec.inv_out[:T].reshape(T, -1), rec.inv_in[:T]], axis=1)
+    inv_prod = np.concatenate([np.tile(np.arange(NP), nodes.n), s.in_product])
+    inv_reg = np.concatenate([np.repeat(nodes.region, NP), nodes.region])
+    is_slot = np.zeros(nodes.n * NP, bool)
+    is_slot[model.sell_slots] = True
+    inv_prod[: nodes.n * NP] = np.where(is_slot, inv_prod[: nodes.n * NP], -1)
+    by_prod_region(inv, inv_prod, "inventory_t", inv_reg)
+    blocks.append(_block(dates, "inventory_t", [(p, "transit", "") for p in PRODUCTS],
+                         rec.transit_p[:T]))
+    for key, arr in sorted(rec.policy_series.items()):
+        metric, prod, region = key
+        blocks.append(_block(dates, metric, [(prod, region, "")], arr[:T, None]))
+        if metric == "stockpile_t":
+            blocks.append(_block(dates, "inventory_t", [(prod, region, "")], arr[:T, None]))
+
+    firms = model.idx["firm"]
+    fprod = np.full(nodes.n, -1)
+    fprod[firms] = out_p[firms]
+    by_prod_region(rec.cap, fprod, "capacity_t_per_yr")
+
+    oem = model.idx["oem"]
+    S = len(SECTORS)
+    key = nodes.region[oem] * S + s.sector[oem]
+    present = np.unique(key)
+    remap = np.searchsorted(present, key)
+    labels = [("magnet", regions[k // S], SECTORS[k % S]) for k in present]
+    blocks.append(_block(dates, "demand_t", labels, _group(rec.demand[:T, oem], remap,
+                                                            present.size)))
+    blocks.append(_block(dates, "shortage_t", labels, _group(rec.shortage[:T, oem], remap,
+                                                              present.size)))
+    ts = pd.concat(blocks, ignore_index=True)[TS_COLUMNS]
+    for col in ("metric", "product", "region", "sector"):
+        ts[col] = ts[col].astype(str)
+    ts["value"] = ts["value"].astype("float64")
+    ts = ts.sort_values(["metric", "product", "region", "sector", "date"], kind="stable")
+    ts = ts.reset_index(drop=True)
+
+    flows = _flows(model, dates, T)
+    agents = _agents(model, dates, T)
+    man = dict(manifest or {})
+    man["opening_inventory_t"] = {p: float(rec.opening_stock_p[k]) for k, p in
+                                  enumerate(PRODUCTS)}
+    return Results(timeseries=ts, flows=flows, agents=agents, manifest=man)
+
+
+def _flows(model: SupplyChainModel, dates: np.ndarray, T: int) -> pd.DataFrame:
+    rec, links, nodes = model.recorder, model.links, model.nodes
+    t_idx, e_idx = np.nonzero(rec.shipped[:T] > 1e-9)
+    ids = np.array(nodes.ids, dtype=object)
+    regions = np.array(nodes.regions, dtype=object)
+    src, dst = links.src[e_idx], links.dst[e_idx]
+    return pd.DataFrame({
+        "date": dates[t_idx],
+        "product": np.array(PRODUCTS, dtype=object)[links.product[e_idx]].astype(str),
+        "source": ids[src].astype(str),
+        "target": ids[dst].astype(str),
+        "source_region": regions[nodes.region[src]].astype(str),
+        "target_region": regions[nodes.region[dst]].astype(str),
+        "tonnes": rec.shipped[t_idx, e_idx],
+    })
+
+
+def _agents(model: SupplyChainModel, dates: np.ndarray, T: int) -> pd.DataFrame:
+    rec, nodes, s = model.recorder, model.nodes, model.state
+    n = nodes.n
+    sector = np.where(nodes.role == ROLES.index("oem"),
+                      np.array(SECTORS, dtype=object)[s.sector], "")
+    out_main = np.where(s.out_product >= 0, s.out_product, 0)
+    inv_out_main = rec.inv_out[:T][:, np.arange(n), out_main] * (s.out_product >= 0)
+    return pd.DataFrame({
+        "date": np.repeat(dates, n),
+        "agent_id": np.tile(np.array(nodes.ids, dtype=object), T).astype(str),
+        "role": np.tile(np.array(ROLES, dtype=object)[nodes.role], T).astype(str),
+        "region": np.tile(np.array(nodes.regions, dtype=object)[nodes.region], T).astype(str),
+        "sector": np.tile(sector, T).astype(str),
+        "capacity_t_per_yr": rec.cap[:T].reshape(-1),
+        "production_t": rec.produced[:T].reshape(-1),
+        "consumption_t": rec.consumed[:T].reshape(-1),
+        "inventory_in_t": rec.inv_in[:T].reshape(-1),
+        "inventory_out_t": inv_out_main.reshape(-1),
+        "ask_usd_per_kg": rec.ask[:T].reshape(-1),
+        "unit_cost_usd_per_kg": rec.unit_cost[:T].reshape(-1),
+        "demand_t": rec.demand[:T].reshape(-1),
+        "shortage_t": rec.shortage[:T].reshape(-1),
+        "substitution_share": rec.theta[:T].reshape(-1),
+    })

@@ -1,0 +1,528 @@
+"""World files: the schema (pydantic), loading from TOML, ``--set`` overrides and error reporting.
+
+A world is data: components (mines, separators, ...) as tables with units in their names, plus
+behavioural parameters with documented defaults. Nothing here runs a simulation.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sim.calendar import parse_month
+from sim.errors import UserError
+
+PRODUCTS: tuple[str, ...] = ("concentrate", "oxide", "metal", "magnet", "scrap")
+"""Products, in index order. Units: concentrate t REO; scrap t NdPr contained; others t product."""
+
+SECTORS: tuple[str, ...] = ("ev", "wind", "electronics", "industrial", "defence")
+
+Region = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="lowercase region name")]
+Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="month as YYYY-MM")]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNeg = Annotated[float, Field(ge=0.0)]
+Pos = Annotated[float, Field(gt=0.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Components
+# ----------------------------------------------------------------------------------------------
+class FirmSpec(_Strict):
+    """Fields shared by every producing firm. Capacity is in tonnes of the firm's output."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
+    name: str = ""
+    region: Region
+    capacity_t_per_yr: NonNeg
+    unit_cost_usd_per_kg: NonNeg = Field(description="conversion or mining cost, excl. inputs")
+    online: Month | None = Field(None, description="first month of operation (None: operating)")
+    expandable: bool = Field(True, description="may add capacity in response to margins")
+    source: str = Field("", description="citation id(s) in docs/sources.md")
+
+
+class MineSpec(FirmSpec):
+    """A mine producing mixed rare-earth concentrate, in tonnes of REO."""
+
+    ndpr_share: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        description="NdPr oxide share of the REO in this deposit's concentrate"
+    )
+
+
+class SeparatorSpec(FirmSpec):
+    """Concentrate (t REO) -> NdPr oxide; oxide out = NdPr content of feed x recovery."""
+
+    recovery: Annotated[float, Field(gt=0.0, le=1.0)] = 0.92
+
+
+class MetalMakerSpec(FirmSpec):
+    """NdPr oxide -> NdPr metal/alloy."""
+
+    input_t_per_t: Pos = Field(1.2, description="t oxide per t metal")
+
+
+class MagnetPlantSpec(FirmSpec):
+    """NdPr metal -> sintered NdFeB magnets, with swarf returned as scrap (t NdPr contained)."""
+
+    input_t_per_t: Pos = Field(0.35, description="t NdPr metal per t magnet, incl. swarf")
+    scrap_t_per_t: NonNeg = Field(0.06, description="t NdPr in swarf per t magnet")
+
+    @model_validator(mode="after")
+    def _scrap_below_input(self) -> MagnetPlantSpec:
+        if self.scrap_t_per_t >= self.input_t_per_t:
+            raise ValueError("scrap_t_per_t must be below input_t_per_t")
+        return self
+
+
+class RecyclerSpec(FirmSpec):
+    """Scrap (swarf bought, end-of-life magnets collected) -> NdPr oxide."""
+
+    input_t_per_t: Pos = Field(0.93, description="t NdPr in scrap per t oxide")
+    collection_rate: Share = Field(0.0, description="share of end-of-life magnets collected")
+    collects_from: list[Region] = Field(default_factory=list, description="EOL regions (own)")
+
+
+class OEMSpec(_Strict):
+    """A magnet-using industry in one region and sector (a demand aggregate)."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
+    name: str = ""
+    region: Region
+    sector: Literal["ev", "wind", "electronics", "industrial", "defence"]
+    demand_t_per_yr: NonNeg = Field(description="magnet demand in the start year at ref. price")
+    target_cover_months: NonNeg = 2.5
+    source: str = ""
+
+
+class SectorSpec(_Strict):
+    """Behaviour of a demand sector."""
+
+    growth: list[tuple[int, float]] = Field(
+        description="[[from_year, growth_per_yr], ...]: step schedule of demand growth"
+    )
+    lifetime_years: Pos = Field(description="product lifetime before magnets reach end of life")
+    price_elasticity: Annotated[float, Field(le=0.0)] = -0.1
+    substitution_max: Share = Field(0.3, description="max share of demand thrifted/substituted")
+    source: str = ""
+
+    @field_validator("growth")
+    @classmethod
+    def _sorted(cls, v: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        if not v:
+            raise ValueError("needs at least one [year, rate] pair")
+        years = [y for y, _ in v]
+        if years != sorted(years):
+            raise ValueError("years must be increasing")
+        if any(r <= -1.0 for _, r in v):
+            raise ValueError("growth rates must be > -1")
+        return v
+
+
+class TariffSpec(_Strict):
+    """An import tariff (ad valorem) held by the importing region's government."""
+
+    product: Literal["concentrate", "oxide", "metal", "magnet", "scrap"]
+    from_regions: list[Region] = Field(description="exporting regions, or ['*'] for all others")
+    rate: NonNeg
+    start: Month | None = None
+    end: Month | None = None
+    source: str = ""
+
+    @field_validator("from_regions", mode="before")
+    @classmethod
+    def _star(cls, v: Any) -> Any:
+        return ["any_region"] if v == ["*"] else v
+
+
+class GovernmentSpec(_Strict):
+    """A policy region's government and its instruments."""
+
+    region: Region
+    name: str = ""
+    tariffs: list[TariffSpec] = Field(default_factory=list)
+
+
+class ProjectSpec(_Strict):
+    """A capacity change announced for a firm (positive: expansion, negative: closure)."""
+
+    firm: str
+    online: Month
+    capacity_t_per_yr: float
+    source: str = ""
+
+
+class LinkRule(_Strict):
+    """A rule removing links: product from source_region to target_region ('*' = any)."""
+
+    product: Literal["concentrate", "oxide", "metal", "magnet", "scrap", "*"] = "*"
+    source_region: str = "*"
+    target_region: str = "*"
+    reason: str = ""
+
+
+class NetworkSpec(_Strict):
+    """How links (permitted supplier -> buyer edges) are made and what they cost."""
+
+    domestic_lead_time_months: Annotated[int, Field(ge=1, le=12)] = 1
+    international_lead_time_months: Annotated[int, Field(ge=1, le=12)] = 2
+    domestic_transport_usd_per_kg: NonNeg = 0.05
+    international_transport_usd_per_kg: NonNeg = 0.4
+    concentrate_transport_usd_per_kg: NonNeg = Field(0.15, description="per kg REO, international")
+    suppliers_per_buyer: Annotated[int, Field(ge=0)] = Field(
+        0, description="0: every seller of the product; k: k sellers drawn (seeded) per buyer"
+    )
+    exclude: list[LinkRule] = Field(default_factory=list)
+
+
+class MarketSpec(_Strict):
+    """Initial prices and where the domestic (China) market is."""
+
+    domestic_region: Region = "china"
+    initial_price_usd_per_kg: dict[str, Pos]
+
+    @field_validator("initial_price_usd_per_kg")
+    @classmethod
+    def _all_products(cls, v: dict[str, float]) -> dict[str, float]:
+        missing = [p for p in PRODUCTS if p not in v]
+        extra = [p for p in v if p not in PRODUCTS]
+        if extra:
+            raise ValueError(f"unknown product(s) {extra}; products are {list(PRODUCTS)}")
+        if missing:
+            raise ValueError(f"missing price(s) for {missing}")
+        return v
+
+
+class BehaviourSpec(_Strict):
+    """Behavioural parameters (dimensionless unless the name has a unit). Defaults documented
+    in docs/ODD.md, section 'Submodels'."""
+
+    price_sensitivity: Pos = Field(6.0, description="buyers' logit weight on landed cost / ref price")
+    price_adjust_rate: Pos = Field(0.04, description="max log price change per month")
+    seller_target_cover_months: Pos = 1.5
+    buyer_target_cover_months: Pos = 2.0
+    inventory_adjust_months: Annotated[float, Field(ge=1.0)] = 6.0
+    expectation_smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    utilisation_floor: Share = 0.2
+    margin_response: NonNeg = 1.5
+    price_floor_cost_share: Share = Field(0.6, description="asks never fall below this x unit cost")
+    markup: dict[str, float] = Field(
+        default_factory=lambda: {
+            "mine": 0.2,
+            "separator": 0.1,
+            "metal_maker": 0.03,
+            "magnet_plant": 0.1,
+            "recycler": 0.1,
+        },
+        description="cost-plus markup at reference utilisation, by role",
+    )
+    scrap_payable_share: Share = Field(0.78, description="scrap price / China oxide price")
+    markup_utilisation_slope: NonNeg = Field(0.8, description="markup change per unit utilisation")
+    reference_utilisation: Share = 0.8
+    price_anchor_rate: Share = Field(0.05, description="monthly pull of asks toward cost-plus")
+    investment_hurdle_margin: float = 0.2
+    investment_utilisation_trigger: Share = 0.85
+    expansion_step: Annotated[float, Field(gt=0.0, le=2.0)] = 0.2
+    closure_margin: float = -0.3
+    closure_step: Share = 0.15
+    lead_time_years: dict[str, Pos] = Field(
+        default_factory=lambda: {
+            "mine": 7.0,
+            "separator": 4.0,
+            "metal_maker": 2.0,
+            "magnet_plant": 1.5,
+            "recycler": 2.0,
+        }
+    )
+    lead_time_sd_log: NonNeg = 0.25
+    outage_probability_per_month: Share = 0.01
+    outage_capacity_loss: Share = 0.5
+    outage_mean_months: Annotated[float, Field(ge=1.0)] = 2.0
+    shipping_delay_probability: Share = 0.03
+    substitution_price_threshold: Pos = Field(1.5, description="x reference price")
+    substitution_rate_per_month: NonNeg = 0.01
+    substitution_decay_per_month: NonNeg = 0.002
+    demand_growth_multiplier: NonNeg = 1.0
+    magnet_ndpr_share: Share = Field(0.28, description="t NdPr per t magnet in end-of-life scrap")
+
+    @field_validator("lead_time_years", "markup")
+    @classmethod
+    def _roles(cls, v: dict[str, float], info: Any) -> dict[str, float]:
+        roles = ("mine", "separator", "metal_maker", "magnet_plant", "recycler")
+        bad = [k for k in v if k not in roles]
+        if bad:
+            raise ValueError(f"unknown role(s) {bad}; roles are {list(roles)}")
+        default = cls.model_fields[info.field_name].default_factory()
+        return {**default, **v}
+
+
+class CalendarSpec(_Strict):
+    """Simulated period."""
+
+    start: Month = "2024-01"
+    end: Month = "2040-12"
+    spinup_months: Annotated[int, Field(ge=0, le=120)] = Field(
+        36, description="months run at start conditions (not recorded) to settle inventories"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> CalendarSpec:
+        if parse_month(self.end) < parse_month(self.start):
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class MetaSpec(_Strict):
+    """Descriptive metadata."""
+
+    name: str
+    description: str = ""
+
+
+class World(_Strict):
+    """A complete world: everything a simulation needs, validated."""
+
+    meta: MetaSpec
+    calendar: CalendarSpec = Field(default_factory=CalendarSpec)
+    market: MarketSpec
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    behaviour: BehaviourSpec = Field(default_factory=BehaviourSpec)
+    sectors: dict[str, SectorSpec]
+    mines: list[MineSpec] = Field(default_factory=list)
+    separators: list[SeparatorSpec] = Field(default_factory=list)
+    metal_makers: list[MetalMakerSpec] = Field(default_factory=list)
+    magnet_plants: list[MagnetPlantSpec] = Field(default_factory=list)
+    recyclers: list[RecyclerSpec] = Field(default_factory=list)
+    oems: list[OEMSpec] = Field(default_factory=list)
+    governments: list[GovernmentSpec] = Field(default_factory=list)
+    projects: list[ProjectSpec] = Field(default_factory=list)
+    policies: dict[str, Any] = Field(
+        default_factory=dict, description="policy instruments (see docs/policies.md)"
+    )
+
+    @field_validator("sectors")
+    @classmethod
+    def _sector_names(cls, v: dict[str, SectorSpec]) -> dict[str, SectorSpec]:
+        bad = [k for k in v if k not in SECTORS]
+        if bad:
+            raise ValueError(f"unknown sector(s) {bad}; sectors are {list(SECTORS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> World:
+        ids: dict[str, str] = {}
+        for table in ("mines", "separators", "metal_makers", "magnet_plants", "recyclers", "oems"):
+            for item in getattr(self, table):
+                if item.id in ids:
+                    raise ValueError(f"duplicate id {item.id!r} (in {ids[item.id]} and {table})")
+                ids[item.id] = table
+        for oem in self.oems:
+            if oem.sector not in self.sectors:
+                raise ValueError(f"oem {oem.id!r} uses sector {oem.sector!r} not in [sectors]")
+        firms = {i for i, t in ids.items() if t != "oems"}
+        for k, proj in enumerate(self.projects):
+            if proj.firm not in firms:
+                near = difflib.get_close_matches(proj.firm, sorted(firms), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ValueError(f"projects[{k}].firm {proj.firm!r} is no firm id{hint}")
+        if not self.oems:
+            raise ValueError("a world needs at least one OEM (demand)")
+        return self
+
+    def firm_tables(self) -> dict[str, list[FirmSpec]]:
+        """Return the producing-firm tables keyed by role name."""
+        return {
+            "mine": list(self.mines),
+            "separator": list(self.separators),
+            "metal_maker": list(self.metal_makers),
+            "magnet_plant": list(self.magnet_plants),
+            "recycler": list(self.recyclers),
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading, overrides, errors
+# ----------------------------------------------------------------------------------------------
+def _loc_str(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Walk the schema along ``loc`` and return the model class found there, if any."""
+    model: Any = World
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return None
+        if part not in fields:
+            # dict-valued fields (e.g. sectors.<name>) continue with the value type
+            return None
+        model = _inner_model(fields[part].annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    args = getattr(annotation, "__args__", ())
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for a in args:
+        found = _inner_model(a)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(err: ValidationError, raw: dict[str, Any]) -> list[str]:
+    """Turn a pydantic ValidationError into ``key.path: message`` lines with typo hints."""
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        # pydantic appends the tagged member of unions etc.; strip function-validator noise
+        loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+        path = _loc_str(loc)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            hint = ""
+            if parent is not None:
+                near = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1)
+                if near:
+                    hint = f"; did you mean {_loc_str(loc[:-1] + (near[0],))!r}?"
+                else:
+                    hint = f"; valid keys: {', '.join(parent.model_fields)}"
+            lines.append(f"{path}: unknown key{hint}")
+            continue
+        if e["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+            continue
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        msg = msg.replace("Value error, ", "")
+        lines.append(f"{path}: {msg}{got_s}")
+    return lines
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file, turning I/O and syntax errors into :class:`UserError`."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError("file not found", file=str(path))
+    if p.is_dir():
+        raise UserError("is a directory, expected a TOML file", file=str(path))
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"not valid TOML: {exc}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise UserError("not a text (UTF-8) TOML file", file=str(path)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``key.path=value`` (value in TOML syntax; bare words are strings)."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected key.path=value")
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise UserError(f"--set {text!r}: empty key path")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.split("."), parsed
+
+
+def apply_override(raw: dict[str, Any], path: list[str], value: Any, *, label: str) -> None:
+    """Set ``value`` at ``path`` in the raw world dict.
+
+    List elements are addressed by index (``mines.0.capacity_t_per_yr``) or by id
+    (``mines.mp_mountain_pass.capacity_t_per_yr``). Unknown keys are caught by validation.
+
+    Raises:
+        UserError: If a list element or intermediate table does not exist.
+    """
+    node: Any = raw
+    for i, part in enumerate(path[:-1]):
+        where = ".".join(path[: i + 1])
+        if isinstance(node, list):
+            node = _list_item(node, part, where, label)
+        elif isinstance(node, dict):
+            if part not in node:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise UserError(f"{label}: {where} is a value, not a table")
+    last = path[-1]
+    if isinstance(node, list):
+        idx = _list_index(node, last, ".".join(path), label)
+        node[idx] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise UserError(f"{label}: {'.'.join(path[:-1])} is a value, not a table")
+
+
+def _list_index(items: list[Any], part: str, where: str, label: str) -> int:
+    if part.lstrip("-").isdigit():
+        k = int(part)
+        if -len(items) <= k < len(items):
+            return k
+        raise UserError(f"{label}: {where}: index {k} out of range (list has {len(items)})")
+    ids = [it.get("id") or it.get("region") for it in items if isinstance(it, dict)]
+    for k, it in enumerate(items):
+        if isinstance(it, dict) and part in (it.get("id"), it.get("region")):
+            return k
+    near = difflib.get_close_matches(part, [str(i) for i in ids if i], n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise UserError(f"{label}: {where}: no element with id {part!r}{hint}")
+
+
+def _list_item(items: list[Any], part: str, where: str, label: str) -> Any:
+    return items[_list_index(items, part, where, label)]
+
+
+def validate_world(raw: dict[str, Any], *, file: str = "<world>") -> World:
+    """Validate a raw world dict, raising :class:`UserError` with every problem listed."""
+    try:
+        return World.model_validate(raw)
+    except ValidationError as exc:
+        problems = format_validation_error(exc, raw)
+        n = len(problems)
+        raise UserError(f"{n} problem{'s' if n > 1 else ''} in world", file=file,
+                        problems=problems) from None
+
+
+def load_world(
+    path: str | Path, overrides: list[str] | None = None, *, raw: dict[str, Any] | None = None
+) -> tuple[World, dict[str, Any]]:
+    """Load and validate a world file, applying ``--set`` overrides first.
+
+    Args:
+        path: The TOML file.
+        overrides: ``key.path=value`` strings.
+        raw: An already-parsed dict to use instead of reading ``path``.
+
+    Returns:
+        The validated world and the resolved raw dict (after overrides).
+    """
+    data = copy.deepcopy(raw) if raw is not None else read_toml(path)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        apply_override(data, keys, value, label=f"--set {text}")
+    return validate_world(data, file=str(path)), data
