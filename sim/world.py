@@ -307,6 +307,14 @@ class World(_Strict):
         default_factory=dict, description="policy instruments (see docs/policies.md)"
     )
 
+    @field_validator("policies")
+    @classmethod
+    def _policies(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from sim.policies.registry import validate_policies
+
+        validate_policies(v)
+        return v
+
     @field_validator("sectors")
     @classmethod
     def _sector_names(cls, v: dict[str, SectorSpec]) -> dict[str, SectorSpec]:

@@ -26,8 +26,42 @@ def register(name: str) -> Callable[[Builder], Builder]:
     return deco
 
 
+def _load_builtin() -> None:
+    """Import the built-in instrument modules so that they register themselves."""
+    import importlib
+
+    for mod in ("sim.policies.instruments",):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:  # pragma: no cover - until instruments exist
+            if exc.name != mod:
+                raise
+
+
+def validate_policies(policies: dict[str, Any]) -> None:
+    """Check instrument names (and, where a builder declares one, their schema).
+
+    Raises:
+        ValueError: ``policies.<name>...: message`` for the first problem found.
+    """
+    _load_builtin()
+    for name in sorted(policies):
+        if name not in BUILDERS:
+            near = difflib.get_close_matches(name, sorted(BUILDERS), n=1)
+            hint = f"did you mean {near[0]!r}?" if near else (
+                f"known instruments: {', '.join(sorted(BUILDERS)) or 'none'}")
+            raise ValueError(f"unknown policy instrument {name!r}; {hint}")
+        check = VALIDATORS.get(name)
+        if check is not None:
+            check(policies[name])
+
+
+VALIDATORS: dict[str, Callable[[Any], None]] = {}
+
+
 def build_instruments(model: SupplyChainModel, policies: dict[str, Any]) -> list[Instrument]:
     """Build every instrument declared in ``policies`` in sorted key order."""
+    _load_builtin()
     out: list[Instrument] = []
     for name in sorted(policies):
         if name not in BUILDERS:
