@@ -358,6 +358,13 @@ class World(_Strict):
 # ----------------------------------------------------------------------------------------------
 # Loading, overrides, errors
 # ----------------------------------------------------------------------------------------------
+_PATTERN_HELP = {
+    r"^\d{4}-(0[1-9]|1[0-2])$": "expected a month as YYYY-MM",
+    r"^[a-z][a-z0-9_]*$": "expected a lowercase region name (letters, digits, _)",
+    r"^[A-Za-z0-9_\-]+$": "expected an id of letters, digits, '_' or '-'",
+}
+
+
 def _loc_str(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -371,16 +378,19 @@ def _loc_str(loc: tuple[Any, ...]) -> str:
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """Walk the schema along ``loc`` and return the model class found there, if any."""
     model: Any = World
+    skip_key = False
     for part in loc:
-        if isinstance(part, int) or model is None:
+        if isinstance(part, int):
+            continue
+        if skip_key:  # a key of a dict-valued field (e.g. sectors.<name>)
+            skip_key = False
             continue
         fields = getattr(model, "model_fields", None)
-        if fields is None:
+        if fields is None or part not in fields:
             return None
-        if part not in fields:
-            # dict-valued fields (e.g. sectors.<name>) continue with the value type
-            return None
-        model = _inner_model(fields[part].annotation)
+        annotation = fields[part].annotation
+        skip_key = getattr(annotation, "__origin__", None) is dict
+        model = _inner_model(annotation)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
@@ -418,6 +428,9 @@ def format_validation_error(err: ValidationError, raw: dict[str, Any]) -> list[s
         if e["type"] == "missing":
             lines.append(f"{path}: required key is missing")
             continue
+        if e["type"] == "string_pattern_mismatch":
+            pattern = str(e.get("ctx", {}).get("pattern", ""))
+            msg = _PATTERN_HELP.get(pattern, msg)
         got = e.get("input")
         got_s = "" if isinstance(got, dict | list) else f" (got {got!r})"
         msg = msg.replace("Value error, ", "")

@@ -1,0 +1,81 @@
+"""A catalogue of bad world files: clear message (file, key path, expectation, closest key),
+exit code 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLASSROOM
+
+GOOD = CLASSROOM.read_text()
+
+CASES = {
+    "typo_key": (GOOD.replace("price_elasticity = -0.05", "price_elastcity = -0.05"),
+                 ["sectors.wind.price_elastcity", "unknown key", "price_elasticity"]),
+    "negative_capacity": (GOOD.replace("capacity_t_per_yr = 40000", "capacity_t_per_yr = -5"),
+                          ["mines[1].capacity_t_per_yr", "greater than or equal to 0"]),
+    "wrong_type": (GOOD.replace("capacity_t_per_yr = 8000", 'capacity_t_per_yr = "lots"'),
+                   ["recyclers[0].capacity_t_per_yr", "valid number"]),
+    "bad_month": (GOOD.replace('end = "2035-12"', 'end = "2035-13"'),
+                  ["calendar.end", "YYYY-MM"]),
+    "unknown_sector": (GOOD.replace('sector = "ev"\ndemand_t_per_yr = 8000',
+                                    'sector = "cars"\ndemand_t_per_yr = 8000'),
+                       ["oems[2].sector", "ev"]),
+    "missing_share": (GOOD.replace("ndpr_share = 0.16\n", ""),
+                      ["mines[1].ndpr_share", "required"]),
+    "duplicate_id": (GOOD.replace('id = "usa_mine"', 'id = "china_mine"'),
+                     ["duplicate id 'china_mine'"]),
+    "bad_toml": (GOOD + "\n[[mines]\n", ["not valid TOML"]),
+    "unknown_table": (GOOD + "\n[behavior]\nprice_adjust_rate = 0.1\n",
+                      ["behavior", "unknown key", "behaviour"]),
+    "unknown_policy": (GOOD + "\n[policies.export_contrls]\n",
+                       ["policies", "export_contrls"]),
+}
+
+
+def _ndsim(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_world_file(name, tmp_path):
+    text, needles = CASES[name]
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    proc = _ndsim("run", str(path), "--out", str(out), cwd=Path(__file__).parents[1])
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert str(path) in proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+    assert not out.exists()
+    assert not any(p.name.startswith(".out") for p in tmp_path.iterdir())
+    val = _ndsim("validate", str(path), cwd=Path(__file__).parents[1])
+    assert val.returncode == 2 and "Traceback" not in val.stderr
+
+
+def test_missing_file(tmp_path):
+    proc = _ndsim("run", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "file not found" in proc.stderr
+
+
+def test_bad_set_override(tmp_path):
+    proc = _ndsim("run", str(CLASSROOM), "--set", "mines.china_mne.capacity_t_per_yr=1",
+                  "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "china_mine" in proc.stderr  # closest id suggested
+    assert not (tmp_path / "o").exists()
+
+
+def test_validate_accepts_good_files():
+    for world in ("models/classroom.toml", "models/baseline_2024.toml"):
+        proc = _ndsim("validate", world, cwd=Path(__file__).parents[1])
+        assert proc.returncode == 0, proc.stderr
+        assert "valid world" in proc.stdout
