@@ -68,8 +68,9 @@ class Firm(Trader):
             0.0,
         )
         unit_cost = s.unit_cost[idx]
-        margin = np.divide(s.ask[idx, outp] - unit_cost, unit_cost,
-                           out=np.zeros(idx.size), where=unit_cost > 0)
+        margin = np.divide(
+            s.ask[idx, outp] - unit_cost, unit_cost, out=np.zeros(idx.size), where=unit_cost > 0
+        )
         factor = np.clip(1.0 + b.margin_response * margin, b.utilisation_floor, 1.0)
         return np.minimum(desired, model.available_capacity_t(idx) * factor)
 
@@ -104,8 +105,7 @@ class Converter(Firm):
     def convert(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
         """Produce within capacity and input stock; consume inputs. Returns output (t)."""
         s = model.state
-        out = np.minimum(cls.plan_output(model, idx),
-                         np.divide(s.inv_in[idx], s.in_ratio[idx]))
+        out = np.minimum(cls.plan_output(model, idx), np.divide(s.inv_in[idx], s.in_ratio[idx]))
         out = model.policies.cap_production(model, idx, out)
         used = np.minimum(out * s.in_ratio[idx], s.inv_in[idx])
         s.inv_in[idx] -= used
@@ -127,8 +127,12 @@ class Separator(Converter):
         idx = model.idx["separator"]
         if idx.size == 0:
             return
-        share = np.divide(s.feed_ndpr[idx], s.inv_in[idx], out=s.feed_share0[idx].copy(),
-                          where=s.inv_in[idx] > 1e-9)
+        share = np.divide(
+            s.feed_ndpr[idx],
+            s.inv_in[idx],
+            out=s.feed_share0[idx].copy(),
+            where=s.inv_in[idx] > 1e-9,
+        )
         s.in_ratio[idx] = 1.0 / (np.maximum(share, 1e-6) * s.recovery[idx])
         cls.convert(model, idx)
         s.feed_ndpr[idx] = s.inv_in[idx] * share
@@ -206,7 +210,7 @@ class OEM(Trader):
     @classmethod
     def use_magnets(cls, model: SupplyChainModel) -> None:
         """Draw this month's magnet demand from stock; record what cannot be met as shortage."""
-        s, b = model.state, model.world.behaviour
+        s = model.state
         idx = model.idx["oem"]
         price_ratio = s.buy_price_ema[idx] / s.price_ref[idx]
         demand = (
@@ -231,8 +235,9 @@ class OEM(Trader):
         ratio = s.buy_price_ema[idx] / s.price_ref[idx]
         rate = b.substitution_rate_per_month * model.policies.substitution_boost(model)
         push = rate * np.maximum(ratio - b.substitution_price_threshold, 0.0)
-        s.theta[idx] = np.clip(s.theta[idx] + push - b.substitution_decay_per_month, 0.0,
-                               s.theta_max[idx])
+        s.theta[idx] = np.clip(
+            s.theta[idx] + push - b.substitution_decay_per_month, 0.0, s.theta_max[idx]
+        )
 
 
 class Government(mesa.Agent):

@@ -14,6 +14,7 @@ from typing import Any
 import mesa
 import numpy as np
 
+from sim.calendar import format_month
 from sim.model import SupplyChainModel
 from sim.results import Results, build_results
 from sim.world import World, load_world
@@ -24,7 +25,10 @@ __version__ = "0.1.0"
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
         )
         return out.stdout.strip() or None if out.returncode == 0 else None
@@ -100,8 +104,8 @@ def run(
         "scenario_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "overrides": list(overrides or []),
         "seed": seed,
-        "start": model.start_abs and f"{model.start_abs // 12:04d}-{model.start_abs % 12 + 1:02d}",
-        "end": f"{model.end_abs // 12:04d}-{model.end_abs % 12 + 1:02d}",
+        "start": format_month(model.start_abs),
+        "end": format_month(model.end_abs),
         "months": model.n_months,
         "agents": len(model.agents),
         "links": model.links.n,

@@ -36,5 +36,5 @@ def month_starts(first: int, count: int) -> np.ndarray:
     """Return ``count`` month-start dates (``datetime64[ns]``) from absolute month ``first``."""
     months = np.arange(first, first + count)
     return (
-        (months // 12 - 1970) * 12 + months % 12
-    ).astype("datetime64[M]").astype("datetime64[ns]")
+        ((months // 12 - 1970) * 12 + months % 12).astype("datetime64[M]").astype("datetime64[ns]")
+    )

@@ -16,8 +16,9 @@ from sim.errors import UserError
 def _progress_bar(total: int, desc: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="month", file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty() and total < 0)
+    return tqdm(
+        total=total, desc=desc, unit="month", file=sys.stderr, leave=False, disable=None
+    )  # None: shown on a terminal, silent in logs
 
 
 def summary_table(res) -> str:
@@ -54,32 +55,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "scenarios" in raw:
         from sim.scenarios import run_experiment_file
 
-        return run_experiment_file(args.file, out=args.out, seed=args.seed, start=args.start,
-                                   end=args.end, overrides=args.set)
+        return run_experiment_file(
+            args.file,
+            out=args.out,
+            seed=args.seed,
+            start=args.start,
+            end=args.end,
+            overrides=args.set,
+        )
     import sim.api as api
     from sim.io import write_results
     from sim.world import load_world
 
     world, raw = load_world(args.file, args.set, raw=raw)
     out = Path(args.out or f"runs/{world.meta.name}")
-    bar = None
-    state = {"bar": bar}
+    state: dict = {"bar": None}
 
     def progress(done: int, total: int) -> None:
         if state["bar"] is None:
             state["bar"] = _progress_bar(total, f"{world.meta.name}")
         state["bar"].update(1)
 
-    res = api.run(args.file, seed=args.seed, start=args.start, end=args.end,
-                  overrides=args.set, progress=progress)
+    res = api.run(
+        args.file,
+        seed=args.seed,
+        start=args.start,
+        end=args.end,
+        overrides=args.set,
+        progress=progress,
+    )
     if state["bar"] is not None:
         state["bar"].close()
     write_results(res, out)
-    print(f"{world.meta.name}: {res.manifest['months']} months, {res.manifest['agents']} agents,"
-          f" {res.manifest['links']} links; simulation {res.manifest['wall_seconds']:.3f} s")
+    print(
+        f"{world.meta.name}: {res.manifest['months']} months, {res.manifest['agents']} agents,"
+        f" {res.manifest['links']} links; simulation {res.manifest['wall_seconds']:.3f} s"
+    )
     print(summary_table(res))
-    print(f"results written to {out}/ (timeseries.parquet, flows.parquet, agents.parquet, "
-          f"manifest.json, figures/)")
+    print(
+        f"results written to {out}/ (timeseries.parquet, flows.parquet, agents.parquet, "
+        f"manifest.json, figures/)"
+    )
     return 0
 
 
@@ -117,8 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--start", help="first month YYYY-MM")
     r.add_argument("--end", help="last month YYYY-MM")
-    r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override a parameter (repeatable)")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a parameter (repeatable)",
+    )
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("validate", help="check a world, experiment or sweep file")

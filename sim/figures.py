@@ -14,8 +14,13 @@ from sim.results import Results  # noqa: E402
 from sim.world import PRODUCTS  # noqa: E402
 
 STAGES = ("concentrate", "oxide", "metal", "magnet")
-UNITS = {"concentrate": "t REO", "oxide": "t NdPr oxide", "metal": "t NdPr metal",
-         "magnet": "t NdFeB magnet", "scrap": "t NdPr in scrap"}
+UNITS = {
+    "concentrate": "t REO",
+    "oxide": "t NdPr oxide",
+    "metal": "t NdPr metal",
+    "magnet": "t NdFeB magnet",
+    "scrap": "t NdPr in scrap",
+}
 
 
 def _annual(s: pd.Series, how: str = "sum") -> pd.Series:
@@ -28,8 +33,12 @@ def plot_prices(res: Results, ax_grid: list) -> None:
     for ax, prod in zip(ax_grid, PRODUCTS, strict=False):
         for region, style in (("china", "-"), ("world", "--")):
             s = res.series("price_usd_per_kg", prod, region)
-            ax.plot(s.index, s.values, style, label="China domestic" if region == "china"
-                    else "ex-China (landed)")
+            ax.plot(
+                s.index,
+                s.values,
+                style,
+                label="China domestic" if region == "china" else "ex-China (landed)",
+            )
         ax.set_title(prod)
         ax.set_ylabel("USD/kg")
         ax.grid(alpha=0.3)
@@ -88,7 +97,8 @@ def write_figures(res: Results, out: str | Path) -> list[Path]:
         if not intl.empty:
             pair = intl["source_region"] + " → " + intl["target_region"]
             table = intl.assign(pair=pair).pivot_table(
-                index="date", columns="pair", values="tonnes", aggfunc="sum")
+                index="date", columns="pair", values="tonnes", aggfunc="sum"
+            )
             table = table.resample("YS").sum() / 1e3
             top = table.sum().sort_values(ascending=False).index[:8]
             table[top].plot(ax=ax)

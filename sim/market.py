@@ -35,8 +35,9 @@ class Clearing:
 def _spread(links: Links, weight: np.ndarray, amount_by_buyer: np.ndarray, n: int) -> np.ndarray:
     """Split each buyer's amount over its links in proportion to ``weight``."""
     total = np.bincount(links.dst, weight, minlength=n)
-    share = np.divide(weight, total[links.dst], out=np.zeros_like(weight),
-                      where=total[links.dst] > 0)
+    share = np.divide(
+        weight, total[links.dst], out=np.zeros_like(weight), where=total[links.dst] > 0
+    )
     return share * amount_by_buyer[links.dst]
 
 
@@ -132,11 +133,14 @@ def adjust_prices(
     ``log ask += rate * pressure + anchor_rate * log(target / ask)``; asks never fall below
     ``floor_usd_per_kg``.
     """
-    unmet_share = np.divide(demand_slot_t - sold_slot_t, demand_slot_t,
-                            out=np.zeros_like(ask), where=demand_slot_t > 1e-12)
+    unmet_share = np.divide(
+        demand_slot_t - sold_slot_t,
+        demand_slot_t,
+        out=np.zeros_like(ask),
+        where=demand_slot_t > 1e-12,
+    )
     has_sales = expected_sales_slot_t > 1e-12
-    cover = np.divide(stock_slot_t, expected_sales_slot_t, out=np.zeros_like(ask),
-                      where=has_sales)
+    cover = np.divide(stock_slot_t, expected_sales_slot_t, out=np.zeros_like(ask), where=has_sales)
     excess_cover = np.where(
         has_sales,
         np.clip(cover / target_cover_months - 1.0, -1.0, 1.0),

@@ -10,7 +10,6 @@ import numpy as np
 from sim.agents import (
     OEM,
     ROLE_CLASSES,
-    Firm,
     Government,
     MagnetPlant,
     MetalMaker,
@@ -152,9 +151,7 @@ class SupplyChainModel(mesa.Model):
             role=np.array([ROLES.index(r) for r, _ in rows], np.int64),
             region=np.array([regions.index(spec.region) for _, spec in rows], np.int64),
             regions=tuple(regions),
-            in_product=np.array(
-                [P[INPUT[r]] if INPUT[r] else -1 for r, _ in rows], np.int64
-            ),
+            in_product=np.array([P[INPUT[r]] if INPUT[r] else -1 for r, _ in rows], np.int64),
         )
         self.idx: dict[str, np.ndarray] = {
             r: np.flatnonzero(self.nodes.role == k) for k, r in enumerate(ROLES)
@@ -178,8 +175,9 @@ class SupplyChainModel(mesa.Model):
         lead_cnt = np.bincount(self.links.dst, minlength=self.nodes.n)
         self.horizon = int(self.links.lead_months.max(initial=1)) + 2
         self.transit = np.zeros((self.horizon, self.links.n))
-        self._lead_mean = np.divide(lead_sum, lead_cnt, out=np.ones(self.nodes.n),
-                                    where=lead_cnt > 0)
+        self._lead_mean = np.divide(
+            lead_sum, lead_cnt, out=np.ones(self.nodes.n), where=lead_cnt > 0
+        )
         share = np.zeros(self.links.n)
         mines = self.idx["mine"]
         mine_share = np.zeros(self.nodes.n)
@@ -243,15 +241,16 @@ class SupplyChainModel(mesa.Model):
             s.collect_share[members] = caps / caps.sum() if caps.sum() > 0 else 1 / members.size
         self._balanced_start(avg_share)
         self._fill_supply_lines()
-        self._markup = np.array(
-            [b.markup.get(ROLES[r], 0.0) for r in self.nodes.role], dtype=float
-        )
+        self._markup = np.array([b.markup.get(ROLES[r], 0.0) for r in self.nodes.role], dtype=float)
         self._update_unit_cost()
 
     def _balanced_start(self, avg_share: float) -> None:
-        """Initial flows consistent with start-year demand: each stage's required output,
-        from magnets back to concentrate, is spread over its online firms pro rata to
-        capacity (capped at capacity); stocks start at their target cover."""
+        """Set initial flows consistent with start-year demand.
+
+        Each stage's required output, from magnets back to concentrate, is spread over its
+        online firms pro rata to capacity (capped at capacity); stocks start at their target
+        cover.
+        """
         s, b = self.state, self.world.behaviour
         need = sum(self.node_specs[i].demand_t_per_yr for i in self.idx["oem"]) / 12.0
         cap_m = s.cap / 12.0 * s.online
@@ -264,7 +263,8 @@ class SupplyChainModel(mesa.Model):
             return out
 
         mag = spread(self.idx["magnet_plant"], need)
-        metal = spread(self.idx["metal_maker"], float((mag * s.in_ratio[self.idx["magnet_plant"]]).sum()))
+        mag_use = float((mag * s.in_ratio[self.idx["magnet_plant"]]).sum())
+        metal = spread(self.idx["metal_maker"], mag_use)
         oxide_need = float((metal * s.in_ratio[self.idx["metal_maker"]]).sum())
         rec = self.idx["recycler"]
         scrap = float((mag * s.scrap_ratio[self.idx["magnet_plant"]]).sum())
@@ -287,8 +287,10 @@ class SupplyChainModel(mesa.Model):
                 s.feed_ndpr[i] = s.inv_in[i] * avg_share
 
     def _fill_supply_lines(self) -> None:
-        """Start with goods in transit as if the initial flows had run for their lead times:
-        each buyer's expected use is split over its links by sellers' sales and landed cost."""
+        """Start with goods in transit as if the initial flows had run for their lead times.
+
+        Each buyer's expected use is split over its links by sellers' sales and landed cost.
+        """
         s, links, b = self.state, self.links, self.world.behaviour
         if links.n == 0:
             return
@@ -359,8 +361,9 @@ class SupplyChainModel(mesa.Model):
         index = {nid: i for i, nid in enumerate(self.nodes.ids)}
         self.projects: list[tuple[int, int, float, str]] = []  # (month, node, delta, origin)
         for p in self.world.projects:
-            self.projects.append((parse_month(p.online), index[p.firm], p.capacity_t_per_yr,
-                                  "planned"))
+            self.projects.append(
+                (parse_month(p.online), index[p.firm], p.capacity_t_per_yr, "planned")
+            )
         for i, spec in enumerate(self.node_specs):
             if getattr(spec, "online", None) and not self.state.online[i]:
                 self.projects.append((parse_month(spec.online), i, 0.0, "start"))
@@ -368,8 +371,9 @@ class SupplyChainModel(mesa.Model):
         self.capacity_added = []  # (month, node, delta, origin) applied
 
     def _build_policies(self) -> PolicySet:
-        instruments = [Tariffs(self, g.region, g.tariffs) for g in self.world.governments
-                       if g.tariffs]
+        instruments = [
+            Tariffs(self, g.region, g.tariffs) for g in self.world.governments if g.tariffs
+        ]
         from sim.policies.registry import build_instruments
 
         instruments += build_instruments(self, self.world.policies)
@@ -459,8 +463,9 @@ class SupplyChainModel(mesa.Model):
             s.inv_in += inflow
             s.pipeline -= inflow
             np.maximum(s.pipeline, 0.0, out=s.pipeline)
-            s.feed_ndpr += np.bincount(self.links.dst, arriving * self.link_ndpr_share,
-                                       minlength=self.nodes.n)
+            s.feed_ndpr += np.bincount(
+                self.links.dst, arriving * self.link_ndpr_share, minlength=self.nodes.n
+            )
         arriving.fill(0.0)
 
     def build(self) -> None:
@@ -530,10 +535,13 @@ class SupplyChainModel(mesa.Model):
         s.lead_mean[has] = (1 - a) * s.lead_mean[has] + a * lead[has] / got[has]
 
     def _price_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """Market prices per product: ``china`` = domestic sellers' asks weighted by this
-        month's sales; ``world`` = landed prices paid by buyers outside the domestic region,
-        weighted by tonnes (without such trade: the cheapest landed offer with stock).
-        Carried forward when there is neither."""
+        """Market prices per product, China-domestic and ex-China.
+
+        ``china`` = domestic sellers' asks weighted by this month's sales; ``world`` =
+        landed prices paid by buyers outside the domestic region, weighted by tonnes
+        (without such trade: the cheapest landed offer with stock). Carried forward when
+        there is neither.
+        """
         c, links, s = self.clearing, self.links, self.state
         slots = self.sell_slots
         prod = slots % NP
@@ -544,13 +552,13 @@ class SupplyChainModel(mesa.Model):
         w = np.bincount(prod[dom], sold[dom], minlength=NP)
         v = np.bincount(prod[dom], sold[dom] * ask[dom], minlength=NP)
         cnt = np.bincount(prod[dom], minlength=NP)
-        mean_ask = np.divide(np.bincount(prod[dom], ask[dom], minlength=NP), cnt,
-                             out=last_c.copy(), where=cnt > 0)
+        mean_ask = np.divide(
+            np.bincount(prod[dom], ask[dom], minlength=NP), cnt, out=last_c.copy(), where=cnt > 0
+        )
         china = np.where(w > 1e-9, v / np.maximum(w, 1e-300), mean_ask)
         f = self._link_foreign
         tw = np.bincount(links.product[f], c.shipped_t[f], minlength=NP)
-        tv = np.bincount(links.product[f], c.shipped_t[f] * c.landed_usd_per_kg[f],
-                         minlength=NP)
+        tv = np.bincount(links.product[f], c.shipped_t[f] * c.landed_usd_per_kg[f], minlength=NP)
         avail = f & (s.inv_out.reshape(-1)[links.slot] > 1e-9)
         cheapest = np.full(NP, np.inf)
         np.minimum.at(cheapest, links.product[avail], c.landed_usd_per_kg[avail])
@@ -567,8 +575,7 @@ class SupplyChainModel(mesa.Model):
         main = prod == s.out_product[node]
         cap_m = s.cap[node] / 12.0 * s.online[node]
         util = np.divide(s.prod_ema[node], cap_m, out=np.zeros(slots.size), where=cap_m > 0)
-        markup = self._markup[node] + b.markup_utilisation_slope * (
-            util - b.reference_utilisation)
+        markup = self._markup[node] + b.markup_utilisation_slope * (util - b.reference_utilisation)
         cost = s.unit_cost[node]
         scrap_target = b.scrap_payable_share * self.price_index[0][P["oxide"]]
         target = np.where(main, cost * (1.0 + markup), scrap_target)

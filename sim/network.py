@@ -163,8 +163,9 @@ def build_links(
     src, dst, product = src[order], dst[order], product[order]
     intl = nodes.region[src] != nodes.region[dst]
     lead = np.where(intl, spec.international_lead_time_months, spec.domestic_lead_time_months)
-    transport = np.where(intl, spec.international_transport_usd_per_kg,
-                         spec.domestic_transport_usd_per_kg)
+    transport = np.where(
+        intl, spec.international_transport_usd_per_kg, spec.domestic_transport_usd_per_kg
+    )
     conc = product == P["concentrate"]
     transport = np.where(conc & intl, spec.concentrate_transport_usd_per_kg, transport)
     transport = np.where(conc & ~intl, spec.domestic_transport_usd_per_kg * 0.5, transport)

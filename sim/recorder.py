@@ -62,8 +62,9 @@ class Recorder:
         self.shortage[t] = s.shortage
         self.theta[t] = s.theta
         self.shipped[t] = model.clearing.shipped_t
-        self.transit_p[t] = np.bincount(model.links.product, model.transit.sum(axis=0),
-                                        minlength=NP)
+        self.transit_p[t] = np.bincount(
+            model.links.product, model.transit.sum(axis=0), minlength=NP
+        )
         self.production_p[t] = model.month.production_p
         self.consumption_p[t] = model.month.consumption_p
         self.stock_p[t] = model.inventory_by_product()

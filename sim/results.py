@@ -34,8 +34,9 @@ class Results:
     agents: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
 
-    def series(self, metric: str, product: str = "", region: str = "", sector: str = ""
-               ) -> pd.Series:
+    def series(
+        self, metric: str, product: str = "", region: str = "", sector: str = ""
+    ) -> pd.Series:
         """One time series, indexed by date (sums over sectors unless ``sector`` is given)."""
         ts = self.timeseries
         sel = (ts["metric"] == metric) & (ts["product"] == product)
@@ -58,13 +59,15 @@ class Results:
             dates = stock.index
             prev = stock.shift(1)
             prev.iloc[0] = opening.get(prod, np.nan)
-            frame = pd.DataFrame({
-                "date": dates,
-                "product": prod,
-                "production_t": prod_t.reindex(dates, fill_value=0.0).to_numpy(),
-                "consumption_t": cons_t.reindex(dates, fill_value=0.0).to_numpy(),
-                "stock_change_t": (stock - prev).to_numpy(),
-            })
+            frame = pd.DataFrame(
+                {
+                    "date": dates,
+                    "product": prod,
+                    "production_t": prod_t.reindex(dates, fill_value=0.0).to_numpy(),
+                    "consumption_t": cons_t.reindex(dates, fill_value=0.0).to_numpy(),
+                    "stock_change_t": (stock - prev).to_numpy(),
+                }
+            )
             rows.append(frame)
         out = pd.concat(rows, ignore_index=True)
         out["residual_t"] = out["production_t"] - out["consumption_t"] - out["stock_change_t"]
@@ -78,19 +81,22 @@ def _group(values: np.ndarray, keys: np.ndarray, n_groups: int) -> np.ndarray:
     return values @ onehot
 
 
-def _block(dates: np.ndarray, metric: str, labels: list[tuple[str, str, str]],
-           values: np.ndarray) -> pd.DataFrame:
+def _block(
+    dates: np.ndarray, metric: str, labels: list[tuple[str, str, str]], values: np.ndarray
+) -> pd.DataFrame:
     """Tidy block: ``values`` is T x G for G (product, region, sector) labels."""
     T, G = values.shape
     prod, reg, sec = (np.array([lab[k] for lab in labels], dtype=object) for k in range(3))
-    return pd.DataFrame({
-        "date": np.repeat(dates, G),
-        "metric": metric,
-        "product": np.tile(prod, T),
-        "region": np.tile(reg, T),
-        "sector": np.tile(sec, T),
-        "value": values.reshape(-1),
-    })
+    return pd.DataFrame(
+        {
+            "date": np.repeat(dates, G),
+            "metric": metric,
+            "product": np.tile(prod, T),
+            "region": np.tile(reg, T),
+            "sector": np.tile(sec, T),
+            "value": values.reshape(-1),
+        }
+    )
 
 
 def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = None) -> Results:
@@ -105,8 +111,9 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
     R = len(regions)
     blocks: list[pd.DataFrame] = []
 
-    def by_prod_region(values: np.ndarray, prod: np.ndarray, metric: str,
-                       region: np.ndarray | None = None) -> None:
+    def by_prod_region(
+        values: np.ndarray, prod: np.ndarray, metric: str, region: np.ndarray | None = None
+    ) -> None:
         region = nodes.region if region is None else region
         ok = prod >= 0
         key = prod[ok] * R + region[ok]
@@ -135,8 +142,9 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
     is_slot[model.sell_slots] = True
     inv_prod[: nodes.n * NP] = np.where(is_slot, inv_prod[: nodes.n * NP], -1)
     by_prod_region(inv, inv_prod, "inventory_t", inv_reg)
-    blocks.append(_block(dates, "inventory_t", [(p, "transit", "") for p in PRODUCTS],
-                         rec.transit_p[:T]))
+    blocks.append(
+        _block(dates, "inventory_t", [(p, "transit", "") for p in PRODUCTS], rec.transit_p[:T])
+    )
     for key, arr in sorted(rec.policy_series.items()):
         metric, prod, region = key
         blocks.append(_block(dates, metric, [(prod, region, "")], arr[:T, None]))
@@ -154,10 +162,12 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
     present = np.unique(key)
     remap = np.searchsorted(present, key)
     labels = [("magnet", regions[k // S], SECTORS[k % S]) for k in present]
-    blocks.append(_block(dates, "demand_t", labels, _group(rec.demand[:T, oem], remap,
-                                                            present.size)))
-    blocks.append(_block(dates, "shortage_t", labels, _group(rec.shortage[:T, oem], remap,
-                                                              present.size)))
+    blocks.append(
+        _block(dates, "demand_t", labels, _group(rec.demand[:T, oem], remap, present.size))
+    )
+    blocks.append(
+        _block(dates, "shortage_t", labels, _group(rec.shortage[:T, oem], remap, present.size))
+    )
     ts = pd.concat(blocks, ignore_index=True)[TS_COLUMNS]
     for col in ("metric", "product", "region", "sector"):
         ts[col] = ts[col].astype(str)
@@ -168,8 +178,7 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
     flows = _flows(model, dates, T)
     agents = _agents(model, dates, T)
     man = dict(manifest or {})
-    man["opening_inventory_t"] = {p: float(rec.opening_stock_p[k]) for k, p in
-                                  enumerate(PRODUCTS)}
+    man["opening_inventory_t"] = {p: float(rec.opening_stock_p[k]) for k, p in enumerate(PRODUCTS)}
     return Results(timeseries=ts, flows=flows, agents=agents, manifest=man)
 
 
@@ -179,38 +188,43 @@ def _flows(model: SupplyChainModel, dates: np.ndarray, T: int) -> pd.DataFrame:
     ids = np.array(nodes.ids, dtype=object)
     regions = np.array(nodes.regions, dtype=object)
     src, dst = links.src[e_idx], links.dst[e_idx]
-    return pd.DataFrame({
-        "date": dates[t_idx],
-        "product": np.array(PRODUCTS, dtype=object)[links.product[e_idx]].astype(str),
-        "source": ids[src].astype(str),
-        "target": ids[dst].astype(str),
-        "source_region": regions[nodes.region[src]].astype(str),
-        "target_region": regions[nodes.region[dst]].astype(str),
-        "tonnes": rec.shipped[t_idx, e_idx],
-    })
+    return pd.DataFrame(
+        {
+            "date": dates[t_idx],
+            "product": np.array(PRODUCTS, dtype=object)[links.product[e_idx]].astype(str),
+            "source": ids[src].astype(str),
+            "target": ids[dst].astype(str),
+            "source_region": regions[nodes.region[src]].astype(str),
+            "target_region": regions[nodes.region[dst]].astype(str),
+            "tonnes": rec.shipped[t_idx, e_idx],
+        }
+    )
 
 
 def _agents(model: SupplyChainModel, dates: np.ndarray, T: int) -> pd.DataFrame:
     rec, nodes, s = model.recorder, model.nodes, model.state
     n = nodes.n
-    sector = np.where(nodes.role == ROLES.index("oem"),
-                      np.array(SECTORS, dtype=object)[s.sector], "")
+    sector = np.where(
+        nodes.role == ROLES.index("oem"), np.array(SECTORS, dtype=object)[s.sector], ""
+    )
     out_main = np.where(s.out_product >= 0, s.out_product, 0)
     inv_out_main = rec.inv_out[:T][:, np.arange(n), out_main] * (s.out_product >= 0)
-    return pd.DataFrame({
-        "date": np.repeat(dates, n),
-        "agent_id": np.tile(np.array(nodes.ids, dtype=object), T).astype(str),
-        "role": np.tile(np.array(ROLES, dtype=object)[nodes.role], T).astype(str),
-        "region": np.tile(np.array(nodes.regions, dtype=object)[nodes.region], T).astype(str),
-        "sector": np.tile(sector, T).astype(str),
-        "capacity_t_per_yr": rec.cap[:T].reshape(-1),
-        "production_t": rec.produced[:T].reshape(-1),
-        "consumption_t": rec.consumed[:T].reshape(-1),
-        "inventory_in_t": rec.inv_in[:T].reshape(-1),
-        "inventory_out_t": inv_out_main.reshape(-1),
-        "ask_usd_per_kg": rec.ask[:T].reshape(-1),
-        "unit_cost_usd_per_kg": rec.unit_cost[:T].reshape(-1),
-        "demand_t": rec.demand[:T].reshape(-1),
-        "shortage_t": rec.shortage[:T].reshape(-1),
-        "substitution_share": rec.theta[:T].reshape(-1),
-    })
+    return pd.DataFrame(
+        {
+            "date": np.repeat(dates, n),
+            "agent_id": np.tile(np.array(nodes.ids, dtype=object), T).astype(str),
+            "role": np.tile(np.array(ROLES, dtype=object)[nodes.role], T).astype(str),
+            "region": np.tile(np.array(nodes.regions, dtype=object)[nodes.region], T).astype(str),
+            "sector": np.tile(sector, T).astype(str),
+            "capacity_t_per_yr": rec.cap[:T].reshape(-1),
+            "production_t": rec.produced[:T].reshape(-1),
+            "consumption_t": rec.consumed[:T].reshape(-1),
+            "inventory_in_t": rec.inv_in[:T].reshape(-1),
+            "inventory_out_t": inv_out_main.reshape(-1),
+            "ask_usd_per_kg": rec.ask[:T].reshape(-1),
+            "unit_cost_usd_per_kg": rec.unit_cost[:T].reshape(-1),
+            "demand_t": rec.demand[:T].reshape(-1),
+            "shortage_t": rec.shortage[:T].reshape(-1),
+            "substitution_share": rec.theta[:T].reshape(-1),
+        }
+    )

@@ -14,12 +14,24 @@ from sim.world import SECTORS
 
 REGIONS = ("china", "usa", "eu", "japan", "korea", "australia", "row")
 # share of agents per role
-MIX = {"mine": 0.04, "separator": 0.05, "metal_maker": 0.05, "magnet_plant": 0.12,
-       "recycler": 0.04, "oem": 0.70}
+MIX = {
+    "mine": 0.04,
+    "separator": 0.05,
+    "metal_maker": 0.05,
+    "magnet_plant": 0.12,
+    "recycler": 0.04,
+    "oem": 0.70,
+}
 
 
-def synthetic_world(n_agents: int, seed: int = 0, *, suppliers_per_buyer: int = 3,
-                    months: int = 24, slack: float = 1.3) -> dict[str, Any]:
+def synthetic_world(
+    n_agents: int,
+    seed: int = 0,
+    *,
+    suppliers_per_buyer: int = 3,
+    months: int = 24,
+    slack: float = 1.3,
+) -> dict[str, Any]:
     """A raw world dict with about ``n_agents`` trading agents.
 
     Args:
@@ -50,25 +62,51 @@ def synthetic_world(n_agents: int, seed: int = 0, *, suppliers_per_buyer: int = 
 
     world: dict[str, Any] = {
         "meta": {"name": f"synthetic_{n_agents}", "description": "generated"},
-        "calendar": {"start": "2024-01", "end": f"{2024 + (months - 1) // 12}-"
-                     f"{(months - 1) % 12 + 1:02d}", "spinup_months": 12},
-        "market": {"initial_price_usd_per_kg": {"concentrate": 4.5, "oxide": 56.0,
-                                                 "metal": 70.0, "magnet": 49.0,
-                                                 "scrap": 44.0}},
+        "calendar": {
+            "start": "2024-01",
+            "end": f"{2024 + (months - 1) // 12}-{(months - 1) % 12 + 1:02d}",
+            "spinup_months": 12,
+        },
+        "market": {
+            "initial_price_usd_per_kg": {
+                "concentrate": 4.5,
+                "oxide": 56.0,
+                "metal": 70.0,
+                "magnet": 49.0,
+                "scrap": 44.0,
+            }
+        },
         "network": {"suppliers_per_buyer": suppliers_per_buyer},
-        "sectors": {s: {"growth": [[2024, float(rng.uniform(0.0, 0.08))]],
-                        "lifetime_years": float(rng.uniform(5, 20))} for s in SECTORS},
+        "sectors": {
+            s: {
+                "growth": [[2024, float(rng.uniform(0.0, 0.08))]],
+                "lifetime_years": float(rng.uniform(5, 20)),
+            }
+            for s in SECTORS
+        },
     }
-    cost = {"mine": 3.0, "separator": 24.0, "metal_maker": 3.0, "magnet_plant": 18.0,
-            "recycler": 10.0}
-    tables = {"mine": "mines", "separator": "separators", "metal_maker": "metal_makers",
-              "magnet_plant": "magnet_plants", "recycler": "recyclers"}
+    cost = {
+        "mine": 3.0,
+        "separator": 24.0,
+        "metal_maker": 3.0,
+        "magnet_plant": 18.0,
+        "recycler": 10.0,
+    }
+    tables = {
+        "mine": "mines",
+        "separator": "separators",
+        "metal_maker": "metal_makers",
+        "magnet_plant": "magnet_plants",
+        "recycler": "recyclers",
+    }
     for role, table in tables.items():
         caps = split(need[role], counts[role])
         rows = []
         for k, cap in enumerate(caps):
             row: dict[str, Any] = {
-                "id": f"{role}_{k}", "region": region(), "capacity_t_per_yr": float(cap),
+                "id": f"{role}_{k}",
+                "region": region(),
+                "capacity_t_per_yr": float(cap),
                 "unit_cost_usd_per_kg": float(cost[role] * rng.uniform(0.85, 1.15)),
             }
             if role == "mine":
@@ -83,8 +121,12 @@ def synthetic_world(n_agents: int, seed: int = 0, *, suppliers_per_buyer: int = 
             rows.append(row)
         world[table] = rows
     world["oems"] = [
-        {"id": f"oem_{k}", "region": region(), "sector": str(SECTORS[int(rng.integers(0, 5))]),
-         "demand_t_per_yr": float(d)}
+        {
+            "id": f"oem_{k}",
+            "region": region(),
+            "sector": str(SECTORS[int(rng.integers(0, 5))]),
+            "demand_t_per_yr": float(d),
+        }
         for k, d in enumerate(oem_demand)
     ]
     return world

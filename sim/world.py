@@ -201,10 +201,14 @@ class MarketSpec(_Strict):
 
 
 class BehaviourSpec(_Strict):
-    """Behavioural parameters (dimensionless unless the name has a unit). Defaults documented
-    in docs/ODD.md, section 'Submodels'."""
+    """Behavioural parameters (dimensionless unless the name has a unit).
 
-    price_sensitivity: Pos = Field(6.0, description="buyers' logit weight on landed cost / ref price")
+    Defaults are documented in docs/ODD.md, section 'Submodels'.
+    """
+
+    price_sensitivity: Pos = Field(
+        6.0, description="buyers' logit weight on landed cost / reference price"
+    )
     price_adjust_rate: Pos = Field(0.04, description="max log price change per month")
     seller_target_cover_months: Pos = 1.5
     buyer_target_cover_months: Pos = 2.0
@@ -525,8 +529,9 @@ def validate_world(raw: dict[str, Any], *, file: str = "<world>") -> World:
     except ValidationError as exc:
         problems = format_validation_error(exc, raw)
         n = len(problems)
-        raise UserError(f"{n} problem{'s' if n > 1 else ''} in world", file=file,
-                        problems=problems) from None
+        raise UserError(
+            f"{n} problem{'s' if n > 1 else ''} in world", file=file, problems=problems
+        ) from None
 
 
 def load_world(

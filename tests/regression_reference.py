@@ -24,12 +24,17 @@ def reference_table() -> pd.DataFrame:
     ts["year"] = ts["date"].dt.year
     mean_metrics = {"price_usd_per_kg", "inventory_t", "capacity_t_per_yr"}
     parts = []
-    for how, sel in (("mean", ts["metric"].isin(mean_metrics)),
-                     ("sum", ~ts["metric"].isin(mean_metrics))):
+    for how, sel in (
+        ("mean", ts["metric"].isin(mean_metrics)),
+        ("sum", ~ts["metric"].isin(mean_metrics)),
+    ):
         g = ts[sel].groupby(["year", "metric", "product", "region", "sector"])["value"]
         parts.append(getattr(g, how)().reset_index())
-    return pd.concat(parts).sort_values(["year", "metric", "product", "region", "sector"]
-                                        ).reset_index(drop=True)
+    return (
+        pd.concat(parts)
+        .sort_values(["year", "metric", "product", "region", "sector"])
+        .reset_index(drop=True)
+    )
 
 
 if __name__ == "__main__":

@@ -14,32 +14,47 @@ from tests.conftest import CLASSROOM
 GOOD = CLASSROOM.read_text()
 
 CASES = {
-    "typo_key": (GOOD.replace("price_elasticity = -0.05", "price_elastcity = -0.05"),
-                 ["sectors.wind.price_elastcity", "unknown key", "price_elasticity"]),
-    "negative_capacity": (GOOD.replace("capacity_t_per_yr = 40000", "capacity_t_per_yr = -5"),
-                          ["mines[1].capacity_t_per_yr", "greater than or equal to 0"]),
-    "wrong_type": (GOOD.replace("capacity_t_per_yr = 8000", 'capacity_t_per_yr = "lots"'),
-                   ["recyclers[0].capacity_t_per_yr", "valid number"]),
-    "bad_month": (GOOD.replace('end = "2035-12"', 'end = "2035-13"'),
-                  ["calendar.end", "YYYY-MM"]),
-    "unknown_sector": (GOOD.replace('sector = "ev"\ndemand_t_per_yr = 8000',
-                                    'sector = "cars"\ndemand_t_per_yr = 8000'),
-                       ["oems[2].sector", "ev"]),
-    "missing_share": (GOOD.replace("ndpr_share = 0.16\n", ""),
-                      ["mines[1].ndpr_share", "required"]),
-    "duplicate_id": (GOOD.replace('id = "usa_mine"', 'id = "china_mine"'),
-                     ["duplicate id 'china_mine'"]),
+    "typo_key": (
+        GOOD.replace("price_elasticity = -0.05", "price_elastcity = -0.05"),
+        ["sectors.wind.price_elastcity", "unknown key", "price_elasticity"],
+    ),
+    "negative_capacity": (
+        GOOD.replace("capacity_t_per_yr = 40000", "capacity_t_per_yr = -5"),
+        ["mines[1].capacity_t_per_yr", "greater than or equal to 0"],
+    ),
+    "wrong_type": (
+        GOOD.replace("capacity_t_per_yr = 8000", 'capacity_t_per_yr = "lots"'),
+        ["recyclers[0].capacity_t_per_yr", "valid number"],
+    ),
+    "bad_month": (GOOD.replace('end = "2035-12"', 'end = "2035-13"'), ["calendar.end", "YYYY-MM"]),
+    "unknown_sector": (
+        GOOD.replace(
+            'sector = "ev"\ndemand_t_per_yr = 8000', 'sector = "cars"\ndemand_t_per_yr = 8000'
+        ),
+        ["oems[2].sector", "ev"],
+    ),
+    "missing_share": (GOOD.replace("ndpr_share = 0.16\n", ""), ["mines[1].ndpr_share", "required"]),
+    "duplicate_id": (
+        GOOD.replace('id = "usa_mine"', 'id = "china_mine"'),
+        ["duplicate id 'china_mine'"],
+    ),
     "bad_toml": (GOOD + "\n[[mines]\n", ["not valid TOML"]),
-    "unknown_table": (GOOD + "\n[behavior]\nprice_adjust_rate = 0.1\n",
-                      ["behavior", "unknown key", "behaviour"]),
-    "unknown_policy": (GOOD + "\n[policies.export_contrls]\n",
-                       ["policies", "export_contrls"]),
+    "unknown_table": (
+        GOOD + "\n[behavior]\nprice_adjust_rate = 0.1\n",
+        ["behavior", "unknown key", "behaviour"],
+    ),
+    "unknown_policy": (GOOD + "\n[policies.export_contrls]\n", ["policies", "export_contrls"]),
 }
 
 
 def _ndsim(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -67,8 +82,15 @@ def test_missing_file(tmp_path):
 
 
 def test_bad_set_override(tmp_path):
-    proc = _ndsim("run", str(CLASSROOM), "--set", "mines.china_mne.capacity_t_per_yr=1",
-                  "--out", str(tmp_path / "o"), cwd=tmp_path)
+    proc = _ndsim(
+        "run",
+        str(CLASSROOM),
+        "--set",
+        "mines.china_mne.capacity_t_per_yr=1",
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert "china_mine" in proc.stderr  # closest id suggested
     assert not (tmp_path / "o").exists()

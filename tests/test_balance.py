@@ -51,13 +51,16 @@ def test_no_negative_inventories(baseline_run, classroom_run):
 def test_shortage_is_demand_not_served(baseline_run):
     ag = baseline_run.agents
     oem = ag[ag["role"] == "oem"]
-    np.testing.assert_allclose(oem["demand_t"] - oem["consumption_t"], oem["shortage_t"],
-                               atol=1e-6)
+    np.testing.assert_allclose(oem["demand_t"] - oem["consumption_t"], oem["shortage_t"], atol=1e-6)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(n=st.integers(min_value=12, max_value=120), seed=st.integers(0, 10_000),
-       k=st.integers(0, 4), slack=st.floats(0.7, 1.6))
+@given(
+    n=st.integers(min_value=12, max_value=120),
+    seed=st.integers(0, 10_000),
+    k=st.integers(0, 4),
+    slack=st.floats(0.7, 1.6),
+)
 def test_random_worlds_conserve_mass(n, seed, k, slack):
     world = synthetic_world(n, seed, suppliers_per_buyer=k, months=18, slack=slack)
     res = sim.run(world, seed=seed)

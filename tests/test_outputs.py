@@ -16,9 +16,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_cli_run_writes_contract(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "sim.cli", "run", str(CLASSROOM), "--out",
-                           str(out), "--seed", "4", "--end", "2026-12"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim.cli",
+            "run",
+            str(CLASSROOM),
+            "--out",
+            str(out),
+            "--seed",
+            "4",
+            "--end",
+            "2026-12",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "magnet production" in proc.stdout
     ts = pd.read_parquet(out / "timeseries.parquet")
@@ -27,22 +43,35 @@ def test_cli_run_writes_contract(tmp_path):
     assert ts["date"].min() == pd.Timestamp("2024-01-01")
     assert ts["date"].max() == pd.Timestamp("2026-12-01")
     metrics = set(ts["metric"])
-    assert {"price_usd_per_kg", "production_t", "consumption_t", "inventory_t",
-            "capacity_t_per_yr", "demand_t", "shortage_t"} <= metrics
+    assert {
+        "price_usd_per_kg",
+        "production_t",
+        "consumption_t",
+        "inventory_t",
+        "capacity_t_per_yr",
+        "demand_t",
+        "shortage_t",
+    } <= metrics
     prices = ts[ts["metric"] == "price_usd_per_kg"]
     assert set(prices["region"]) == {"china", "world"}
     assert "transit" in set(ts[ts["metric"] == "inventory_t"]["region"])
     assert set(ts["product"]) >= {"concentrate", "oxide", "metal", "magnet"}
     assert (ts["region"] == ts["region"].str.lower()).all()
     flows = pd.read_parquet(out / "flows.parquet")
-    assert list(flows.columns) == ["date", "product", "source", "target", "source_region",
-                                   "target_region", "tonnes"]
+    assert list(flows.columns) == [
+        "date",
+        "product",
+        "source",
+        "target",
+        "source_region",
+        "target_region",
+        "tonnes",
+    ]
     assert (flows["tonnes"] > 0).all()
     agents = pd.read_parquet(out / "agents.parquet")
     assert {"date", "agent_id", "role", "region", "capacity_t_per_yr"} <= set(agents.columns)
     man = json.loads((out / "manifest.json").read_text())
-    for key in ("scenario", "scenario_sha256", "seed", "versions", "start", "end",
-                "wall_seconds"):
+    for key in ("scenario", "scenario_sha256", "seed", "versions", "start", "end", "wall_seconds"):
         assert key in man
     assert man["seed"] == 4
     assert man["versions"]["mesa"].startswith("3.")

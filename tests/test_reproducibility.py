@@ -21,8 +21,7 @@ def test_same_seed_identical_tables():
 
 def test_same_seed_identical_files(tmp_path):
     for k in range(2):
-        write_results(sim.run(CLASSROOM, seed=3, end="2026-12"), tmp_path / f"r{k}",
-                      figures=False)
+        write_results(sim.run(CLASSROOM, seed=3, end="2026-12"), tmp_path / f"r{k}", figures=False)
     for name in ("timeseries.parquet", "flows.parquet", "agents.parquet"):
         assert (tmp_path / "r0" / name).read_bytes() == (tmp_path / "r1" / name).read_bytes()
 

@@ -48,8 +48,11 @@ def validate_policies(policies: dict[str, Any]) -> None:
     for name in sorted(policies):
         if name not in BUILDERS:
             near = difflib.get_close_matches(name, sorted(BUILDERS), n=1)
-            hint = f"did you mean {near[0]!r}?" if near else (
-                f"known instruments: {', '.join(sorted(BUILDERS)) or 'none'}")
+            hint = (
+                f"did you mean {near[0]!r}?"
+                if near
+                else (f"known instruments: {', '.join(sorted(BUILDERS)) or 'none'}")
+            )
             raise ValueError(f"unknown policy instrument {name!r}; {hint}")
         check = VALIDATORS.get(name)
         if check is not None:
@@ -66,8 +69,11 @@ def build_instruments(model: SupplyChainModel, policies: dict[str, Any]) -> list
     for name in sorted(policies):
         if name not in BUILDERS:
             near = difflib.get_close_matches(name, sorted(BUILDERS), n=1)
-            hint = f"; did you mean 'policies.{near[0]}'?" if near else (
-                f"; known instruments: {', '.join(sorted(BUILDERS)) or 'none'}")
+            hint = (
+                f"; did you mean 'policies.{near[0]}'?"
+                if near
+                else (f"; known instruments: {', '.join(sorted(BUILDERS)) or 'none'}")
+            )
             raise UserError(f"policies.{name}: unknown policy instrument{hint}")
         out += BUILDERS[name](model, policies[name])
     return out

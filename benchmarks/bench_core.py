@@ -1,0 +1,115 @@
+"""Core performance benchmarks (issue "Core", section 10). Not a test: it reports numbers.
+
+Usage::
+
+    python benchmarks/bench_core.py            # writes benchmarks/results/core.md
+    python benchmarks/bench_core.py --quick    # fewer repeats, no 100k world
+
+Measures (1) the baseline 2024-01..2040-12 run: simulation wall time (model stepping only,
+as in manifest.json), median of repeats, plus construction (incl. spin-up) and table building;
+(2) synthetic worlds of 1k, 10k and 100k agents: seconds per simulated month.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sim.model import SupplyChainModel  # noqa: E402
+from sim.results import build_results  # noqa: E402
+from sim.synthetic import synthetic_world  # noqa: E402
+from sim.world import load_world, validate_world  # noqa: E402
+
+
+def bench_baseline(repeats: int) -> dict[str, float]:
+    world, _ = load_world(ROOT / "models" / "baseline_2024.toml")
+    build, sim_s, tables = [], [], []
+    for k in range(repeats):
+        t0 = time.perf_counter()
+        model = SupplyChainModel(world, rng=k)
+        t1 = time.perf_counter()
+        model.run()
+        t2 = time.perf_counter()
+        build_results(model)
+        t3 = time.perf_counter()
+        build.append(t1 - t0)
+        sim_s.append(t2 - t1)
+        tables.append(t3 - t2)
+    return {
+        "months": model.n_months,
+        "agents": len(model.agents),
+        "links": model.links.n,
+        "construct_s": statistics.median(build),
+        "simulate_s": statistics.median(sim_s),
+        "simulate_min_s": min(sim_s),
+        "tables_s": statistics.median(tables),
+    }
+
+
+def bench_synthetic(n: int, months: int) -> dict[str, float]:
+    world = validate_world(synthetic_world(n, seed=1, months=months))
+    t0 = time.perf_counter()
+    model = SupplyChainModel(world, rng=1, record=False)
+    t1 = time.perf_counter()
+    model.run()
+    t2 = time.perf_counter()
+    return {
+        "agents": len(model.agents),
+        "links": model.links.n,
+        "construct_s": t1 - t0,
+        "s_per_month": (t2 - t1) / months,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "core.md"))
+    args = ap.parse_args()
+    base = bench_baseline(3 if args.quick else 15)
+    sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
+    synth = {n: bench_synthetic(n, 12) for n in sizes}
+    lines = [
+        "# Core benchmarks",
+        "",
+        f"Command: `python benchmarks/bench_core.py{' --quick' if args.quick else ''}`  ",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}",
+        "",
+        "## Baseline world, 2024-01..2040-12",
+        "",
+        "| months | agents | links | simulation (median) | simulation (min) | construction "
+        "incl. 36-month spin-up | tidy tables |",
+        "|---|---|---|---|---|---|---|",
+        f"| {base['months']} | {base['agents']} | {base['links']} | "
+        f"{base['simulate_s']:.3f} s | {base['simulate_min_s']:.3f} s | "
+        f"{base['construct_s']:.3f} s | {base['tables_s']:.3f} s |",
+        "",
+        "Target: <= 0.25 s of simulation wall time on a 2-core machine.",
+        "",
+        "## Synthetic worlds (3 suppliers per buyer), 12 simulated months",
+        "",
+        "| agents | links | construction incl. 12-month spin-up | seconds per month |",
+        "|---|---|---|---|",
+    ]
+    for r in synth.values():
+        lines.append(
+            f"| {r['agents']:,} | {r['links']:,} | {r['construct_s']:.2f} s | "
+            f"{r['s_per_month']:.4f} |"
+        )
+    lines += ["", "Target: growth about linear, <= 0.5 s per month at 100k agents.", ""]
+    text = "\n".join(lines)
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
