@@ -80,7 +80,9 @@ _RULE_KEYS = set(ExportRule.model_fields)
 
 class ExportControlsSpec(ExportRule):
     """Top-level keys are the defaults of every rule; ``rules`` entries override them.
-    Without ``rules`` the table itself is the one rule."""
+
+    Without ``rules`` the table itself is the one rule.
+    """
 
     rules: list[dict[str, Any]] = Field(default_factory=list)
 
