@@ -166,7 +166,9 @@ class ExportControls(_Holder):
         spec = self.spec
         cap = np.full(self.links.size, np.inf)
         if spec.requires_licence:
-            cap = np.where(self.licensed(model), np.inf, spec.exempt_share * self.ref_flow)
+            lic = np.inf if spec.licence_cap_share is None else \
+                np.maximum(spec.licence_cap_share, spec.exempt_share) * self.ref_flow
+            cap = np.where(self.licensed(model), lic, spec.exempt_share * self.ref_flow)
         if spec.quota_t_per_yr is not None:
             w = self.ref_flow
             share = w / w.sum() if w.sum() > 0 else np.full(w.size, 1.0 / max(w.size, 1))

@@ -67,6 +67,9 @@ class ExportRule(_Dated):
     approval_probability: Share = 0.8
     approval_probability_by_region: dict[str, Share] = Field(default_factory=dict)
     defence_approval_probability: Share = 0.0
+    licence_cap_share: NonNeg | None = Field(
+        1.25, description="a licence covers contract volumes: at most this multiple of the "
+        "link's pre-control monthly flow (None: unlimited)")
     exempt_share: Share = Field(
         0.0, description="share of the pre-control flow per link that needs no licence")
     quota_t_per_yr: NonNeg | None = None
