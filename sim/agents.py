@@ -105,7 +105,11 @@ class Converter(Firm):
     def convert(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
         """Produce within capacity and input stock; consume inputs. Returns output (t)."""
         s = model.state
-        out = np.minimum(cls.plan_output(model, idx), np.divide(s.inv_in[idx], s.in_ratio[idx]))
+        planned = cls.plan_output(model, idx)
+        possible = np.divide(s.inv_in[idx], s.in_ratio[idx])
+        # input-bound: short of inputs for the output planned (no scarcity premium, see ODD 7.4)
+        s.input_bound[idx] = possible < planned * 0.98
+        out = np.minimum(planned, possible)
         out = model.policies.cap_production(model, idx, out)
         used = np.minimum(out * s.in_ratio[idx], s.inv_in[idx])
         s.inv_in[idx] -= used

@@ -86,6 +86,7 @@ class State:
         self.demand_ema = z()
         self.shortage = z()
         self.pending = np.zeros(n, bool)
+        self.input_bound = np.zeros(n, bool)
 
     def reset_month(self) -> None:
         """Zero the per-month flow arrays."""
@@ -579,12 +580,20 @@ class SupplyChainModel(mesa.Model):
         cost = s.unit_cost[node]
         scrap_target = b.scrap_payable_share * self.price_index[0][P["oxide"]]
         target = np.where(main, cost * (1.0 + markup), scrap_target)
-        anchor = np.where(~main | (cost > 0), b.price_anchor_rate, 0.0)
+        anchor = np.where(
+            main, np.where(cost > 0, b.price_anchor_rate, 0.0), b.scrap_price_anchor_rate
+        )
         floor = np.where(main, b.price_floor_cost_share * cost, 0.05 * self.ref_price[prod])
         ask = s.ask.reshape(-1)
+        # a seller short of inputs passes input costs on but adds no scarcity premium
+        demand = np.where(
+            s.input_bound[node],
+            self.clearing.sold_slot_t[slots],
+            self.clearing.demand_slot_t[slots],
+        )
         ask[slots] = adjust_prices(
             ask[slots],
-            self.clearing.demand_slot_t[slots],
+            demand,
             self.clearing.sold_slot_t[slots],
             s.inv_out.reshape(-1)[slots],
             s.sales_ema.reshape(-1)[slots],
@@ -600,7 +609,8 @@ class SupplyChainModel(mesa.Model):
         s, a = self.state, self.world.behaviour.expectation_smoothing
         sales = s.sales_ema.reshape(-1)
         slots = self.sell_slots
-        sales[slots] = (1 - a) * sales[slots] + a * self.clearing.sold_slot_t[slots]
+        # expected sales follow the orders received (not only what could be delivered)
+        sales[slots] = (1 - a) * sales[slots] + a * self.clearing.demand_slot_t[slots]
         firms = self.idx["firm"]
         s.prod_ema[firms] = (1 - a) * s.prod_ema[firms] + a * s.produced[firms]
         oem = self.idx["oem"]
@@ -624,7 +634,7 @@ class SupplyChainModel(mesa.Model):
             & ~s.pending[firms]
             & (s.cap[firms] > 0)
             & (util > b.investment_utilisation_trigger)
-            & (s.margin_ema[firms] > b.investment_hurdle_margin)
+            & (s.margin_ema[firms] > self._markup[firms] + b.investment_hurdle_margin)
         )
         who = firms[grow]
         if who.size:

@@ -228,10 +228,15 @@ class BehaviourSpec(_Strict):
         description="cost-plus markup at reference utilisation, by role",
     )
     scrap_payable_share: Share = Field(0.78, description="scrap price / China oxide price")
+    scrap_price_anchor_rate: Share = Field(
+        0.25, description="monthly pull of scrap asks toward the payable price"
+    )
     markup_utilisation_slope: NonNeg = Field(0.8, description="markup change per unit utilisation")
     reference_utilisation: Share = 0.8
     price_anchor_rate: Share = Field(0.05, description="monthly pull of asks toward cost-plus")
-    investment_hurdle_margin: float = 0.2
+    investment_hurdle_margin: float = Field(
+        0.1, description="margin above the role's normal markup that triggers expansion"
+    )
     investment_utilisation_trigger: Share = 0.85
     expansion_step: Annotated[float, Field(gt=0.0, le=2.0)] = 0.2
     closure_margin: float = -0.3
