@@ -1,0 +1,305 @@
+"""Sweep specs: the schema of ``experiments/sweep_*.toml`` files, loading and validation.
+
+A spec is data. It names a base world (plus scenario overrides), the uncertain parameters
+(any key path of the world), an experimental design, replicates, outcomes (reductions of
+the tidy time series computed in the worker) and which time series to keep. Nothing here
+runs a simulation. See ``docs/experiments.md`` for the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sim.errors import UserError
+from sim.world import Month, format_validation_error, read_toml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Filter = str | list[str] | None
+
+
+class BaseSpec(_Strict):
+    """The world every run starts from."""
+
+    world: str = Field(description="world TOML, relative to the spec file")
+    overrides: list[str] = Field(default_factory=list, description="scenario key.path=value")
+    start: Month | None = None
+    end: Month | None = None
+
+
+class ParameterSpec(_Strict):
+    """An uncertain parameter: a key path of the world and its distribution."""
+
+    path: str = Field(description="key path in the world, e.g. behaviour.price_sensitivity")
+    name: Name | None = Field(None, description="column name (default: path with _ for .)")
+    distribution: Literal["uniform", "triangular", "choice"] = "uniform"
+    low: float | None = None
+    high: float | None = None
+    mode: float | None = Field(None, description="peak of a triangular distribution")
+    values: list[Any] | None = Field(None, description="choices (distribution = 'choice')")
+    integer: bool = Field(False, description="round sampled values to integers")
+    levels: Annotated[int, Field(ge=2)] | None = Field(None, description="grid levels")
+
+    @model_validator(mode="after")
+    def _check(self) -> ParameterSpec:
+        if not self.path or any(not p for p in self.path.split(".")):
+            raise ValueError(f"path {self.path!r} is not a key path like 'a.b.c'")
+        if self.distribution == "choice":
+            if not self.values:
+                raise ValueError("distribution 'choice' needs a non-empty 'values' list")
+            kinds = {type(v).__name__ for v in self.values}
+            if kinds - {"int", "float"} and len(kinds) > 1:
+                raise ValueError(f"choice values must share one type (got {sorted(kinds)})")
+            for k in ("low", "high", "mode"):
+                if getattr(self, k) is not None:
+                    raise ValueError(f"'{k}' is not used by distribution 'choice'; use 'values'")
+            return self
+        if self.values is not None:
+            raise ValueError(f"'values' is only for distribution 'choice', not {self.distribution!r}")
+        if self.low is None or self.high is None:
+            raise ValueError(f"distribution {self.distribution!r} needs 'low' and 'high'")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.distribution == "triangular":
+            if self.mode is None:
+                raise ValueError("distribution 'triangular' needs 'mode'")
+            if not self.low <= self.mode <= self.high:
+                raise ValueError(f"mode ({self.mode}) must lie in [low, high]")
+        elif self.mode is not None:
+            raise ValueError("'mode' is only for distribution 'triangular'")
+        return self
+
+    @property
+    def column(self) -> str:
+        """The parameter's column name in ``runs.parquet``."""
+        return self.name or self.path.replace(".", "__").replace("-", "_")
+
+
+class DesignSpec(_Strict):
+    """The experimental design (how parameter rows are drawn)."""
+
+    method: Literal["grid", "lhs", "sobol", "morris"]
+    n: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="lhs: rows; sobol: base sample N (power of 2); morris: trajectories"
+    )
+    calc_second_order: bool = Field(True, description="sobol: N(2D+2) rows, else N(D+2)")
+    num_levels: Annotated[int, Field(ge=2)] = Field(4, description="morris grid levels")
+    levels: Annotated[int, Field(ge=2)] = Field(3, description="grid: default levels")
+    seed: int = Field(0, description="seed of the sampler (the design, not the runs)")
+
+    @model_validator(mode="after")
+    def _check(self) -> DesignSpec:
+        if self.method == "grid":
+            if self.n is not None:
+                raise ValueError("'n' is not used by a grid design; set 'levels'")
+            return self
+        if self.n is None:
+            raise ValueError(f"design {self.method!r} needs a sample size 'n'")
+        if self.method == "sobol" and self.n & (self.n - 1):
+            lo = 2 ** int(math.log2(self.n))
+            raise ValueError(
+                f"sobol n must be a power of 2 (got {self.n}; try {lo} or {2 * lo})"
+            )
+        return self
+
+
+class SeriesFilter(_Strict):
+    """A selection of tidy time-series rows (None: any)."""
+
+    metric: str
+    product: Filter = None
+    region: Filter = None
+    sector: Filter = None
+    start: Month | None = None
+    end: Month | None = None
+
+
+class OutcomeSpec(SeriesFilter):
+    """A summary number per run: rows selected, combined per month, reduced over the window."""
+
+    name: Name
+    combine: Literal["sum", "mean"] = Field("sum", description="across selected rows per month")
+    reduce: Literal["sum", "mean", "last", "first", "max", "min", "share"] = "sum"
+    share_of: list[Literal["product", "region", "sector"]] = Field(
+        default_factory=lambda: ["region"],
+        description="share: dimensions released for the denominator",
+    )
+    description: str = ""
+
+
+class KeepSpec(SeriesFilter):
+    """Time series rows to keep for every run."""
+
+
+class OutputSpec(_Strict):
+    """How results are written."""
+
+    chunk_runs: Annotated[int, Field(ge=1)] = Field(256, description="runs per Parquet part")
+    flush_seconds: Annotated[float, Field(gt=0)] = Field(
+        30.0, description="write a part at least this often"
+    )
+
+
+class ClusterSpec(_Strict):
+    """A dask-jobqueue SLURM cluster started for the sweep (when no --scheduler is given)."""
+
+    type: Literal["slurm"] = "slurm"
+    jobs: Annotated[int, Field(ge=1)] = 1
+    cores: Annotated[int, Field(ge=1)] = 16
+    processes: Annotated[int, Field(ge=1)] | None = None
+    memory: str = "32GB"
+    walltime: str = "02:00:00"
+    queue: str | None = None
+    account: str | None = None
+    job_extra_directives: list[str] = Field(default_factory=list)
+    job_script_prologue: list[str] = Field(default_factory=list)
+    local_directory: str | None = None
+
+
+class AnalysisSpec(_Strict):
+    """Defaults for ``ndsim analyze``."""
+
+    prim_outcome: str | None = None
+    prim_threshold: float | None = None
+    prim_above: bool = Field(True, description="cases of interest: outcome above threshold")
+
+
+class SweepSpec(_Strict):
+    """A complete sweep spec."""
+
+    name: Name
+    description: str = ""
+    base: BaseSpec
+    seed: int = Field(0, description="root seed: run seeds are SeedSequence(seed).spawn(...)")
+    replicates: Annotated[int, Field(ge=1)] = 1
+    common_random_numbers: bool = Field(
+        False, description="replicate r uses the same seed in every design row"
+    )
+    design: DesignSpec
+    parameters: list[ParameterSpec]
+    outcomes: list[OutcomeSpec] = Field(default_factory=list)
+    keep: list[KeepSpec] = Field(default_factory=list)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    cluster: ClusterSpec | None = None
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+    @field_validator("parameters")
+    @classmethod
+    def _params(cls, v: list[ParameterSpec]) -> list[ParameterSpec]:
+        if not v:
+            raise ValueError("a sweep needs at least one parameter")
+        seen: dict[str, int] = {}
+        for k, p in enumerate(v):
+            for key in (p.column, p.path):
+                if key in seen and seen[key] != k:
+                    raise ValueError(f"parameters[{k}]: {key!r} is used twice")
+                seen[key] = k
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> SweepSpec:
+        names = [o.name for o in self.outcomes]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"outcome name(s) used twice: {dup}")
+        cols = {p.column for p in self.parameters}
+        clash = sorted(cols & set(names) | (set(names) & RESERVED) | (cols & RESERVED))
+        if clash:
+            raise ValueError(f"name(s) {clash} clash with parameters or reserved columns")
+        if self.design.method in ("sobol", "morris"):
+            bad = [p.column for p in self.parameters if p.distribution == "choice"]
+            if bad and self.design.method == "sobol":
+                pass  # choices are mapped from [0, 1) bins; allowed
+        if self.analysis.prim_outcome is not None and self.analysis.prim_outcome not in names:
+            raise ValueError(f"analysis.prim_outcome {self.analysis.prim_outcome!r} is no outcome")
+        return self
+
+    def fingerprint(self) -> str:
+        """A hash of everything that decides the runs (not output or cluster settings)."""
+        d = self.model_dump(mode="json", exclude={"output", "cluster", "analysis", "description"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+RESERVED = {"run_id", "row", "replicate", "seed", "status", "error", "wall_seconds", "attempts"}
+
+
+def load_spec(path: str | Path, *, raw: dict[str, Any] | None = None) -> tuple[SweepSpec, Path]:
+    """Load and validate a sweep spec.
+
+    Args:
+        path: The spec TOML file.
+        raw: An already-parsed dict to validate instead of reading ``path``.
+
+    Returns:
+        The validated spec and the resolved path of its base world file.
+
+    Raises:
+        UserError: With one ``key.path: message`` line per problem.
+    """
+    data = raw if raw is not None else read_toml(path)
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [_spec_hint(p) for p in format_validation_error(exc, data)]
+        n = len(problems)
+        raise UserError(f"{n} problem{'s' if n > 1 else ''} in sweep spec", file=str(path),
+                        problems=problems) from None
+    world_path = (Path(path).parent / spec.base.world).resolve()
+    if not world_path.exists():
+        raise UserError("base world not found", file=str(path),
+                        problems=[f"base.world: no file {spec.base.world!r} "
+                                  f"(looked at {world_path})"])
+    return spec, world_path
+
+
+def _spec_hint(line: str) -> str:
+    """``format_validation_error`` looks keys up in the world schema; redo hints for specs."""
+    path, _, msg = line.partition(": ")
+    if not msg.startswith("unknown key"):
+        return line
+    import difflib
+
+    model = _spec_model_at(path)
+    key = path.rsplit(".", 1)[-1]
+    if model is None:
+        return f"{path}: unknown key"
+    near = difflib.get_close_matches(key, list(model.model_fields), n=1)
+    if near:
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        return f"{path}: unknown key; did you mean {(parent + '.' if parent else '') + near[0]!r}?"
+    return f"{path}: unknown key; valid keys: {', '.join(model.model_fields)}"
+
+
+def _spec_model_at(path: str) -> type[BaseModel] | None:
+    import re
+
+    parts = [p for p in re.split(r"\.|\[\d+\]", path) if p][:-1]
+    model: Any = SweepSpec
+    for part in parts:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _inner(field.annotation)
+        if model is None:
+            return None
+    return model
+
+
+def _inner(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for a in getattr(annotation, "__args__", ()):
+        found = _inner(a)
+        if found is not None:
+            return found
+    return None
