@@ -14,7 +14,8 @@ from typing import Any
 import mesa
 import numpy as np
 
-from sim.calendar import format_month
+from sim.calendar import format_month, parse_month
+from sim.errors import UserError
 from sim.model import SupplyChainModel
 from sim.results import Results, build_results
 from sim.world import World, load_world
@@ -64,6 +65,23 @@ def resolve_world(
     return w, raw, str(world)
 
 
+def check_period(start: str | None, end: str | None, world: World) -> None:
+    """Check ``--start``/``--end`` months, raising :class:`UserError` when malformed."""
+    months = {}
+    for name, value, default in (
+        ("start", start, world.calendar.start),
+        ("end", end, world.calendar.end),
+    ):
+        try:
+            months[name] = parse_month(value or default)
+        except ValueError:
+            raise UserError(f"--{name} {value!r}: expected a month as YYYY-MM") from None
+    if months["end"] < months["start"]:
+        raise UserError(
+            f"--end {format_month(months['end'])} is before --start {format_month(months['start'])}"
+        )
+
+
 def run(
     world: str | Path | World | dict[str, Any],
     *,
@@ -87,6 +105,7 @@ def run(
         The run's :class:`Results` (timeseries, flows, agents, manifest).
     """
     w, raw, label = resolve_world(world, overrides)
+    check_period(start, end, w)
     model = SupplyChainModel(w, rng=seed, start=start, end=end)
     t0 = time.perf_counter()
     if progress is None:

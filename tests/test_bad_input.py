@@ -101,3 +101,18 @@ def test_validate_accepts_good_files():
         proc = _ndsim("validate", world, cwd=Path(__file__).parents[1])
         assert proc.returncode == 0, proc.stderr
         assert "valid world" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--start", "2024-13"], "--start '2024-13'"),
+        (["--end", "soon"], "--end 'soon'"),
+        (["--start", "2030-01", "--end", "2025-01"], "before --start"),
+    ],
+)
+def test_bad_period(args, needle, tmp_path):
+    proc = _ndsim("run", str(CLASSROOM), *args, "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
