@@ -135,8 +135,10 @@ def _apply(raw: dict[str, Any], sets: Any, policies: Any, where: str,
 def load_experiment(path: str | Path, raw: dict[str, Any] | None = None,
                     overrides: list[str] | None = None, *, check_build: bool = True
                     ) -> Experiment:
-    """Parse and validate an experiment file; every scenario's world is validated and (with
-    ``check_build``) its instruments are built, so errors surface before anything runs.
+    """Parse and validate an experiment file.
+
+    Every scenario's world is validated and (with ``check_build``) its instruments are built,
+    so errors surface before anything runs.
 
     Raises:
         UserError: With one ``key.path: message`` line per problem.
@@ -206,7 +208,7 @@ def load_experiment(path: str | Path, raw: dict[str, Any] | None = None,
         n0 = len(problems)
         w = _apply(w, defaults.get("set"), defaults.get("policies"), "defaults", problems)
         w = _apply(w, sc.get("set"), sc.get("policies"), where, problems)
-        for j, text in enumerate(overrides or []):
+        for text in overrides or []:
             try:
                 keys, value = parse_override(text)
                 apply_override(w, keys, value, label=f"--set {text}")
@@ -607,13 +609,15 @@ def interpret(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> list[str]:
     base = metrics[names[0]]
     out = []
     ev = exp.report.get("event_month")
-    years = sorted({int(k.rsplit("_", 1)[1]) for k in base if k.startswith("magnet_price_china_") and k[-4:].isdigit()})
+    years = sorted({int(k.rsplit("_", 1)[1]) for k in base
+                    if k.startswith("magnet_price_china_") and k[-4:].isdigit()})
     last = years[-1] if years else None
     for n in names[1:]:
         m = metrics[n]
         parts = [f"- **{n}** vs **{names[0]}**:"]
         if ev and np.isfinite(m.get("exports_yoy_event", np.nan)):
-            parts.append(f"in {ev} China's magnet exports change {_fmt(m['exports_yoy_event'], 'pct')}"
+            yoy = _fmt(m["exports_yoy_event"], "pct")
+            parts.append(f"in {ev} China's magnet exports change {yoy}"
                          f" y/y ({_fmt(base.get('exports_yoy_event'), 'pct')} in {names[0]}); "
                          f"the ex-China magnet premium is "
                          f"{_fmt(m.get('magnet_premium_event'), 'pct')} "
@@ -625,7 +629,8 @@ def interpret(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> list[str]:
             avoided = -ds
             parts.append(f"the stockpile spent {_fmt(spent, 'usd')}: "
                          f"{avoided / (spent / 1e6):,.2f} t of shortage avoided per USD million "
-                         f"(net of release revenue {_fmt(m.get('stockpile_revenue_usd', 0), 'usd')}).")
+                         "(net of release revenue "
+                         f"{_fmt(m.get('stockpile_revenue_usd', 0), 'usd')}).")
         if m.get("vault_disbursed_usd", 0) > 0:
             extra_ox = m["non_china_oxide_production_t"] - base["non_china_oxide_production_t"]
             extra_mag = m["non_china_magnet_production_t"] - base["non_china_magnet_production_t"]

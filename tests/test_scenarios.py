@@ -1,0 +1,91 @@
+"""Experiment files: loading, clear errors, running into DIR/<scenario>/ with a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+from sim.errors import UserError
+from sim.scenarios import load_experiment, run_experiment_file
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSROOM = (ROOT / "models" / "classroom.toml").as_posix()
+
+GOOD = f'''
+world = "{CLASSROOM}"
+end = "2025-12"
+[report]
+event_month = "2025-05"
+[[scenarios]]
+name = "baseline"
+[[scenarios]]
+name = "controls"
+set = ["behaviour.price_adjust_rate=0.05"]
+[scenarios.policies.export_controls]
+start = "2025-04"
+approval_probability = 0.5
+'''
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "exp.toml"
+    p.write_text(text)
+    return p
+
+
+def test_run_writes_scenarios_figures_report(tmp_path):
+    p = write(tmp_path, GOOD)
+    out = tmp_path / "out"
+    assert run_experiment_file(p, out=out) == 0
+    for name in ("baseline", "controls"):
+        assert (out / name / "timeseries.parquet").exists()
+        man = json.loads((out / name / "manifest.json").read_text())
+        assert man["scenario_name"] == name
+    assert (out / "figures" / "prices.png").exists()
+    text = (out / "report.md").read_text()
+    assert "| metric | baseline | controls |" in text
+    assert "What the numbers mean" in text
+
+
+def test_cli_run_and_validate(tmp_path, capsys):
+    p = write(tmp_path, GOOD)
+    assert main(["validate", str(p)]) == 0
+    assert "2 scenarios" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, problem", [
+    (GOOD.replace('name = "controls"', 'name = "baseline"'), "duplicate name 'baseline'"),
+    (GOOD.replace("set = [", "sett = ["), "scenarios[1].sett: unknown key; did you mean 'set'"),
+    (GOOD.replace("price_adjust_rate=0.05", "price_adjust_rte=0.05"),
+     "price_adjust_rte: unknown key"),
+    (GOOD.replace("approval_probability = 0.5", "approval_probability = 2"),
+     "approval_probability"),
+    (GOOD.replace('world = "', 'world = "nope/'), "world: file not found"),
+    (GOOD.replace('event_month = "2025-05"', 'event_month = "May"'), "report.event_month"),
+    (GOOD.replace("[scenarios.policies.export_controls]",
+                  "[scenarios.policies.vault]\nbudget_usd = 1\n"
+                  "candidates = [{firm='x', capacity_t_per_yr=1, capex_usd_per_t_per_yr=1}]\n"
+                  "[scenarios.policies.export_controls]"), "'x' is no firm id"),
+])
+def test_errors_are_clear_and_nothing_written(tmp_path, capsys, text, problem):
+    p = write(tmp_path, text)
+    with pytest.raises(UserError) as exc:
+        load_experiment(p)
+    assert problem in str(exc.value)
+    out = tmp_path / "out"
+    assert main(["run", str(p), "--out", str(out)]) == 2
+    assert problem in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["export_controls_2025", "project_vault", "stockpile",
+                                  "china_capacity_2028", "recycling_2030"])
+def test_shipped_experiments_validate(name):
+    path = ROOT / "experiments" / f"{name}.toml"
+    if not (ROOT / "models" / "baseline_2024.toml").exists():
+        pytest.skip("baseline world not present")
+    exp = load_experiment(path)
+    assert len(exp.scenarios) >= 2
