@@ -268,7 +268,7 @@ def _run_pool(ctx: Context, tasks: Iterator[Task], report: Report, workers: int)
                         continue
                     report(res, n)
                 if broken:
-                    for fut, task in pending.items():  # all in flight died with the pool
+                    for task in pending.values():  # all in flight died with the pool
                         attempts[task[0]] = attempts.get(task[0], 0) + 1
                         retry.append(task)
                     pending.clear()

@@ -65,7 +65,9 @@ class ParameterSpec(_Strict):
                     raise ValueError(f"'{k}' is not used by distribution 'choice'; use 'values'")
             return self
         if self.values is not None:
-            raise ValueError(f"'values' is only for distribution 'choice', not {self.distribution!r}")
+            raise ValueError(
+                f"'values' is only for distribution 'choice', not {self.distribution!r}"
+            )
         if self.low is None or self.high is None:
             raise ValueError(f"distribution {self.distribution!r} needs 'low' and 'high'")
         if not self.low < self.high:

@@ -1,0 +1,306 @@
+"""``ndsim analyze DIR``: sensitivity indices, scenario discovery, figures and a report.
+
+Writes ``DIR/analysis/``: ``indices.csv`` (Sobol S1/ST with confidence intervals, or Morris
+mu*/sigma, per outcome and parameter), ``prim.csv`` (the peeling trajectory), figures
+(``figures/*.png``) and ``report.md``. Replicates are averaged per design row before the
+sensitivity analysis; rows with a failed run are reported and that outcome is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.errors import UserError
+from sim.experiments.spec import SweepSpec
+
+PERCENTILES = (5, 25, 50, 75, 95)
+
+
+def parse_prim(text: str) -> tuple[str, float, bool]:
+    """Parse ``outcome>threshold`` or ``outcome<threshold``."""
+    m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*([<>])\s*(\S+)\s*", text)
+    if not m:
+        raise UserError(f"--prim {text!r}: expected OUTCOME>THRESHOLD or OUTCOME<THRESHOLD")
+    try:
+        thr = float(m.group(3))
+    except ValueError:
+        raise UserError(f"--prim {text!r}: threshold {m.group(3)!r} is not a number") from None
+    return m.group(1), thr, m.group(2) == ">"
+
+
+def _load(out: Path) -> tuple[dict[str, Any], SweepSpec, pd.DataFrame, pd.DataFrame]:
+    from sim.experiments.runner import load_runs
+
+    info_path = out / "sweep.json"
+    if not info_path.exists():
+        raise UserError(f"{out}: not a sweep directory (no sweep.json)")
+    info = json.loads(info_path.read_text())
+    spec = SweepSpec.model_validate(info["spec"])
+    design = pd.read_parquet(out / "design.parquet")
+    runs = load_runs(out)
+    return info, spec, design, runs
+
+
+def row_means(spec: SweepSpec, runs: pd.DataFrame, n_rows: int, outcome: str) -> np.ndarray:
+    """Outcome per design row, averaged over replicates (NaN where any run failed)."""
+    ok = runs[runs["status"] == "ok"]
+    y = ok.groupby("row")[outcome].mean().reindex(range(n_rows))
+    counts = ok.groupby("row")[outcome].count().reindex(range(n_rows), fill_value=0)
+    y[counts < spec.replicates] = np.nan
+    return y.to_numpy(float)
+
+
+def sensitivity(spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame
+                ) -> tuple[pd.DataFrame, list[str]]:
+    """Sobol or Morris indices per outcome (empty for grid and LHS designs)."""
+    from sim.experiments.design import salib_problem
+
+    method = spec.design.method
+    notes: list[str] = []
+    rows: list[dict[str, Any]] = []
+    if method not in ("sobol", "morris"):
+        return pd.DataFrame(), [f"design {method!r}: no sensitivity indices (use sobol/morris)"]
+    problem = salib_problem(spec)
+    n_rows = len(design)
+    X = design[[f"u_{c}" for c in problem["names"]]].to_numpy(float)
+    for o in spec.outcomes:
+        y = row_means(spec, runs, n_rows, o.name)
+        if np.isnan(y).any():
+            notes.append(f"{o.name}: {int(np.isnan(y).sum())} design rows lack results "
+                         "(failed or missing runs); indices skipped")
+            continue
+        if np.nanstd(y) == 0:
+            notes.append(f"{o.name}: constant across runs ({y[0]:.4g}); indices skipped")
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if method == "sobol":
+                from SALib.analyze import sobol
+
+                si = sobol.analyze(problem, y, calc_second_order=spec.design.calc_second_order,
+                                   num_resamples=200, conf_level=0.95, seed=0)
+                for k, name in enumerate(problem["names"]):
+                    rows.append({"outcome": o.name, "parameter": name,
+                                 "S1": si["S1"][k], "S1_conf": si["S1_conf"][k],
+                                 "ST": si["ST"][k], "ST_conf": si["ST_conf"][k]})
+            else:
+                from SALib.analyze import morris
+
+                si = morris.analyze(problem, X, y, num_levels=spec.design.num_levels,
+                                    num_resamples=200, conf_level=0.95, seed=0)
+                for k, name in enumerate(problem["names"]):
+                    rows.append({"outcome": o.name, "parameter": name,
+                                 "mu": si["mu"][k], "mu_star": si["mu_star"][k],
+                                 "mu_star_conf": si["mu_star_conf"][k],
+                                 "sigma": si["sigma"][k]})
+    return pd.DataFrame(rows), notes
+
+
+def _fig_indices(idx: pd.DataFrame, method: str, fig_dir: Path) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    files = []
+    for outcome, grp in idx.groupby("outcome", sort=False):
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(grp) + 1.5))
+        pos = np.arange(len(grp))
+        if method == "sobol":
+            ax.barh(pos - 0.2, grp["S1"], 0.4, xerr=grp["S1_conf"], label="S1")
+            ax.barh(pos + 0.2, grp["ST"], 0.4, xerr=grp["ST_conf"], label="ST")
+            ax.set_xlabel("Sobol index (95% CI)")
+        else:
+            ax.barh(pos - 0.2, grp["mu_star"], 0.4, xerr=grp["mu_star_conf"], label="mu*")
+            ax.barh(pos + 0.2, grp["sigma"], 0.4, label="sigma")
+            ax.set_xlabel("Morris elementary effects (outcome units per unit range)")
+        ax.set_yticks(pos, grp["parameter"])
+        ax.invert_yaxis()
+        ax.legend()
+        ax.set_title(outcome)
+        fig.tight_layout()
+        name = f"indices_{outcome}.png"
+        fig.savefig(fig_dir / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
+def _fig_distributions(spec: SweepSpec, runs: pd.DataFrame, fig_dir: Path) -> str | None:
+    import matplotlib.pyplot as plt
+
+    names = [o.name for o in spec.outcomes]
+    if not names:
+        return None
+    ok = runs[runs["status"] == "ok"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.hist(ok[name].dropna(), bins=30, color="#4a7ab5")
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("runs")
+    fig.tight_layout()
+    fig.savefig(fig_dir / "distributions.png", dpi=110)
+    plt.close(fig)
+    return "distributions.png"
+
+
+def fan_table(out: Path, metric: str) -> pd.DataFrame:
+    """Percentile bands across runs per series and month, for one kept metric."""
+    from sim.experiments.runner import load_timeseries
+
+    ts = load_timeseries(out, metric)
+    if ts.empty:
+        return pd.DataFrame()
+    g = ts.groupby(["product", "region", "sector", "date"])["value"]
+    bands = g.quantile([p / 100 for p in PERCENTILES]).unstack()
+    bands.columns = [f"p{p}" for p in PERCENTILES]
+    return bands.reset_index()
+
+
+def _fig_fans(out: Path, spec: SweepSpec, fig_dir: Path, max_series: int = 12) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    files: list[str] = []
+    for metric in sorted({k.metric for k in spec.keep}):
+        bands = fan_table(out, metric)
+        if bands.empty:
+            continue
+        for key, grp in bands.groupby(["product", "region", "sector"], sort=True):
+            if len(files) >= max_series:
+                return files
+            fig, ax = plt.subplots(figsize=(6, 3))
+            d = grp["date"]
+            ax.fill_between(d, grp["p5"], grp["p95"], alpha=0.25, color="#4a7ab5",
+                            label="5-95%")
+            ax.fill_between(d, grp["p25"], grp["p75"], alpha=0.45, color="#4a7ab5",
+                            label="25-75%")
+            ax.plot(d, grp["p50"], color="#1b3d6d", label="median")
+            label = " / ".join(x for x in key if x)
+            ax.set_title(f"{metric}: {label}", fontsize=9)
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            name = "fan_" + "_".join([metric, *[x for x in key if x]]) + ".png"
+            fig.savefig(fig_dir / name, dpi=110)
+            plt.close(fig)
+            files.append(name)
+    return files
+
+
+def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        cells = [floatfmt.format(v) if isinstance(v, float) else str(v) for v in r]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def analyze(out: str | Path, *, prim: tuple[str, float, bool] | None = None,
+            figures: bool = True) -> Path:
+    """Analyse a sweep directory and write ``analysis/report.md``.
+
+    Args:
+        out: The sweep output directory.
+        prim: ``(outcome, threshold, above)`` for scenario discovery; default from the
+            spec's ``[analysis]`` table.
+        figures: Whether to draw figures.
+
+    Returns:
+        The path of the report.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out)
+    info, spec, design, runs = _load(out)
+    adir = out / "analysis"
+    fig_dir = adir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    n_ok = int((runs["status"] == "ok").sum())
+    lines = [f"# Sweep report: {spec.name}", "", spec.description, "",
+             f"- design: {spec.design.method}, {len(design)} rows x {spec.replicates} "
+             f"replicate(s) = {info['n_runs']} runs",
+             f"- runs on disk: {len(runs)} ({n_ok} ok, {len(runs) - n_ok} failed)",
+             f"- base world: `{info['world_file']}`; overrides: {spec.base.overrides or 'none'}",
+             f"- root seed {spec.seed}; fingerprint `{info['fingerprint'][:12]}`", ""]
+    if len(runs) < info["n_runs"]:
+        lines += [f"**Incomplete sweep**: {info['n_runs'] - len(runs)} runs missing "
+                  "(run `ndsim sweep --resume`).", ""]
+    failed = runs[runs["status"] != "ok"]
+    if len(failed):
+        top = failed["error"].str.slice(0, 120).value_counts().head(5)
+        lines += ["## Failed runs", "", _md_table(top.rename_axis("error").reset_index()), ""]
+
+    # outcome summary
+    names = [o.name for o in spec.outcomes]
+    if names:
+        ok = runs[runs["status"] == "ok"][names]
+        summ = ok.describe(percentiles=[0.05, 0.5, 0.95]).T[["mean", "std", "5%", "50%", "95%"]]
+        lines += ["## Outcomes", "", _md_table(summ.rename_axis("outcome").reset_index()), ""]
+
+    # sensitivity
+    idx, notes = sensitivity(spec, design, runs)
+    if not idx.empty:
+        idx.to_csv(adir / "indices.csv", index=False)
+        title = "Sobol indices (S1, ST; 95% CI)" if spec.design.method == "sobol" else \
+            "Morris screening (mu*, sigma)"
+        lines += [f"## {title}", ""]
+        for outcome, grp in idx.groupby("outcome", sort=False):
+            lines += [f"### {outcome}", "", _md_table(grp.drop(columns="outcome")), ""]
+    if notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+
+    # scenario discovery
+    if prim is None and spec.analysis.prim_outcome is not None:
+        if spec.analysis.prim_threshold is not None:
+            prim = (spec.analysis.prim_outcome, spec.analysis.prim_threshold,
+                    spec.analysis.prim_above)
+    if prim is not None:
+        lines += _prim_section(spec, runs, prim, adir)
+
+    if figures:
+        lines += ["## Figures", ""]
+        files = []
+        if not idx.empty:
+            files += _fig_indices(idx, spec.design.method, fig_dir)
+        dist = _fig_distributions(spec, runs, fig_dir)
+        files += [dist] if dist else []
+        files += _fig_fans(out, spec, fig_dir)
+        lines += [f"![{f}](figures/{f})" for f in files] + [""]
+    report = adir / "report.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def _prim_section(spec: SweepSpec, runs: pd.DataFrame, prim_arg: tuple[str, float, bool],
+                  adir: Path) -> list[str]:
+    from sim.experiments.prim import prim
+
+    outcome, thr, above = prim_arg
+    if outcome not in [o.name for o in spec.outcomes]:
+        raise UserError(f"--prim: no outcome {outcome!r}; outcomes are "
+                        f"{[o.name for o in spec.outcomes]}")
+    ok = runs[(runs["status"] == "ok") & runs[outcome].notna()]
+    cols = [p.column for p in spec.parameters]
+    y = (ok[outcome] > thr) if above else (ok[outcome] < thr)
+    head = [f"## Scenario discovery (PRIM): {outcome} {'>' if above else '<'} {thr:g}", ""]
+    if y.sum() == 0 or y.all():
+        return head + [f"{int(y.sum())} of {len(y)} runs are cases of interest: "
+                       "no box to find.", ""]
+    res = prim(ok[cols].reset_index(drop=True), y.to_numpy())
+    traj = res.trajectory_frame()
+    traj.to_csv(adir / "prim.csv", index=False)
+    b = res.box
+    lim = pd.DataFrame([{"parameter": c, "low": lo, "high": hi,
+                         "range_low": res.bounds[c][0], "range_high": res.bounds[c][1]}
+                        for c, (lo, hi) in res.restricted().items()])
+    return head + [
+        f"{int(y.sum())} of {len(y)} runs are cases of interest (base density "
+        f"{res.base_density:.2f}). Chosen box {res.chosen} of {len(traj)}: coverage "
+        f"{b.coverage:.2f}, density {b.density:.2f}, mass {b.mass:.2f}.", "",
+        _md_table(lim) if len(lim) else "(the box restricts no parameter)", "",
+        "Peeling trajectory: `analysis/prim.csv`.", ""]
