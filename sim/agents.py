@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import mesa
 import numpy as np
+from mesa.discrete_space import FixedAgent
 
 from sim.network import P
 
@@ -18,8 +19,12 @@ if TYPE_CHECKING:
     from sim.model import SupplyChainModel
 
 
-class Trader(mesa.Agent):
-    """A node of the trade network (firm or OEM): a view on row ``idx`` of the state arrays."""
+class Trader(FixedAgent):
+    """A node of the trade network (firm or OEM): a view on row ``idx`` of the state arrays.
+
+    Each trader sits in its own cell of the model's ``mesa.discrete_space.Network`` (built
+    from the trade graph), so Mesa's space API and visualisation see the network.
+    """
 
     role: ClassVar[str] = ""
 

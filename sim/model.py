@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import mesa
 import numpy as np
+from mesa.discrete_space import Network
 
 from sim.agents import (
     OEM,
@@ -19,7 +20,18 @@ from sim.agents import (
 )
 from sim.calendar import parse_month
 from sim.market import adjust_prices, clear
-from sim.network import INPUT, NP, OUTPUTS, ROLES, Links, Nodes, P, build_graph, build_links
+from sim.network import (
+    INPUT,
+    NP,
+    OUTPUTS,
+    ROLES,
+    Links,
+    Nodes,
+    P,
+    build_graph,
+    build_links,
+    stage_layout,
+)
 from sim.network import make_links as choose_links
 from sim.policies import PolicySet, Tariffs
 from sim.recorder import Recorder
@@ -172,6 +184,11 @@ class SupplyChainModel(mesa.Model):
         self.links: Links = build_links(self.nodes, self.world.network, src, dst, prod)
         names = {spec.id: spec.name for spec in self.node_specs}
         self.graph = build_graph(self.nodes, self.links, names)
+        # deterministic layout: stage order left to right, agents spread within a stage
+        self.layout = stage_layout(self.nodes)
+        self.space = Network(self.graph, random=self.random, layout=self.layout)
+        for agent in self.agent_of:
+            agent.cell = self.space[agent.node_id]
         lead_sum = np.bincount(self.links.dst, self.links.lead_months, minlength=self.nodes.n)
         lead_cnt = np.bincount(self.links.dst, minlength=self.nodes.n)
         self.horizon = int(self.links.lead_months.max(initial=1)) + 2

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from sim.world import PRODUCTS, LinkRule, NetworkSpec
+from sim.world import PRODUCTS, NetworkSpec
 
 ROLES: tuple[str, ...] = ("mine", "separator", "metal_maker", "magnet_plant", "recycler", "oem")
 """Roles of nodes in the trade network, in node order."""
@@ -81,14 +81,6 @@ class Links:
     def n(self) -> int:
         """Number of links."""
         return int(self.src.size)
-
-
-def _rule_hits(rule: LinkRule, product: str, src_region: str, dst_region: str) -> bool:
-    return (
-        rule.product in ("*", product)
-        and rule.source_region in ("*", src_region)
-        and rule.target_region in ("*", dst_region)
-    )
 
 
 def make_links(
@@ -185,6 +177,24 @@ def build_links(
         seg_start=seg_start,
         seg_buyer=dst[seg_start] if dst.size else seg_start,
     )
+
+
+STAGE_X = {"mine": 0, "separator": 1, "metal_maker": 2, "magnet_plant": 3, "oem": 4, "recycler": 5}
+"""Left-to-right stage position of each role in network drawings."""
+
+
+def stage_layout(nodes: Nodes) -> dict[str, tuple[float, float]]:
+    """Deterministic positions: x = stage, y = rank within the stage (sorted by region, id)."""
+    pos: dict[str, tuple[float, float]] = {}
+    for k, role in enumerate(ROLES):
+        members = sorted(
+            np.flatnonzero(nodes.role == k),
+            key=lambda i: (nodes.regions[int(nodes.region[i])], nodes.ids[i]),
+        )
+        n = max(len(members), 1)
+        for rank, i in enumerate(members):
+            pos[nodes.ids[i]] = (float(STAGE_X[role]), 1.0 - (rank + 0.5) / n)
+    return pos
 
 
 def build_graph(nodes: Nodes, links: Links, names: dict[str, str] | None = None) -> nx.DiGraph:
