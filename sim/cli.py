@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     res = api.run(
         args.file,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         start=args.start,
         end=args.end,
         overrides=args.set,
@@ -130,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a world or an experiment file")
     r.add_argument("file")
     r.add_argument("--out", help="output directory (default runs/<name>)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the model's generator (default 0; experiments: their own)",
+    )
     r.add_argument("--start", help="first month YYYY-MM")
     r.add_argument("--end", help="last month YYYY-MM")
     r.add_argument(

@@ -414,6 +414,18 @@ class SupplyChainModel(mesa.Model):
         row.fill(0.0)
         row.ravel()[:] = np.bincount(self._eol_slot[idx], use_t, minlength=row.size)
 
+    def add_project(self, month: int, node: int, delta_t_per_yr: float, origin: str) -> None:
+        """Schedule a capacity change of firm ``node`` at absolute ``month``.
+
+        Args:
+            month: Absolute month index (``sim.calendar.parse_month``) it comes online.
+            node: Firm index.
+            delta_t_per_yr: Capacity added (negative: removed), t output per year.
+            origin: Label recorded with the change (e.g. ``"vault"``, ``"grant"``).
+        """
+        self.projects.append((int(month), int(node), float(delta_t_per_yr), origin))
+        self.projects.sort(key=lambda x: (x[0], x[1]))
+
     def _update_unit_cost(self) -> None:
         s = self.state
         s.unit_cost[:] = s.conv_cost + s.buy_price_ema * s.in_ratio
@@ -660,11 +672,9 @@ class SupplyChainModel(mesa.Model):
                 np.round(mean * np.exp(self.rng.normal(0.0, b.lead_time_sd_log, who.size))), 1
             ).astype(int)
             for i, months in zip(who.tolist(), lead.tolist(), strict=True):
-                self.projects.append(
-                    (self.month_abs + months, i, b.expansion_step * float(s.cap[i]), "expansion")
-                )
+                delta = b.expansion_step * float(s.cap[i])
+                self.add_project(self.month_abs + months, i, delta, "expansion")
                 s.pending[i] = True
-            self.projects.sort(key=lambda x: (x[0], x[1]))
         shrink = firms[
             s.online[firms] & (s.cap[firms] > 0) & (s.margin_ema[firms] < b.closure_margin)
         ]

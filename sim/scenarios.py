@@ -46,8 +46,17 @@ from sim.calendar import parse_month
 from sim.errors import UserError
 from sim.world import apply_override, parse_override, read_toml, validate_world
 
-TOP_KEYS = ("name", "description", "world", "seed", "start", "end", "defaults", "report",
-            "scenarios")
+TOP_KEYS = (
+    "name",
+    "description",
+    "world",
+    "seed",
+    "start",
+    "end",
+    "defaults",
+    "report",
+    "scenarios",
+)
 SCENARIO_KEYS = ("name", "description", "set", "policies", "seed")
 DEFAULT_KEYS = ("set", "policies")
 REPORT_KEYS = ("event_month", "focus_region", "years", "notes", "halt_months")
@@ -107,8 +116,9 @@ def _check_month(value: Any, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: {exc}")
 
 
-def _apply(raw: dict[str, Any], sets: Any, policies: Any, where: str,
-           problems: list[str]) -> dict[str, Any]:
+def _apply(
+    raw: dict[str, Any], sets: Any, policies: Any, where: str, problems: list[str]
+) -> dict[str, Any]:
     """Apply a ``set`` list and a ``policies`` table to a raw world, collecting problems."""
     if policies is not None:
         if not isinstance(policies, dict):
@@ -118,7 +128,7 @@ def _apply(raw: dict[str, Any], sets: Any, policies: Any, where: str,
     if sets is None:
         return raw
     if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
-        problems.append(f"{where}.set: expected a list of \"key.path=value\" strings")
+        problems.append(f'{where}.set: expected a list of "key.path=value" strings')
         return raw
     for j, text in enumerate(sets):
         try:
@@ -132,9 +142,13 @@ def _apply(raw: dict[str, Any], sets: Any, policies: Any, where: str,
     return raw
 
 
-def load_experiment(path: str | Path, raw: dict[str, Any] | None = None,
-                    overrides: list[str] | None = None, *, check_build: bool = True
-                    ) -> Experiment:
+def load_experiment(
+    path: str | Path,
+    raw: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    *,
+    check_build: bool = True,
+) -> Experiment:
     """Parse and validate an experiment file.
 
     Every scenario's world is validated and (with ``check_build``) its instruments are built,
@@ -152,8 +166,9 @@ def load_experiment(path: str | Path, raw: dict[str, Any] | None = None,
     if not isinstance(world_ref, str) or not world_ref:
         problems.append("world: required: path of the world file, relative to this file")
     else:
-        world_path = (p.parent / world_ref) if not Path(world_ref).is_absolute() else \
-            Path(world_ref)
+        world_path = (
+            (p.parent / world_ref) if not Path(world_ref).is_absolute() else Path(world_ref)
+        )
         if not world_path.exists():
             problems.append(f"world: file not found: {world_path}")
         else:
@@ -181,8 +196,11 @@ def load_experiment(path: str | Path, raw: dict[str, Any] | None = None,
     if "event_month" in report:
         _check_month(report["event_month"], "report.event_month", problems)
     scen_raw = data.get("scenarios")
-    if not isinstance(scen_raw, list) or not scen_raw or not all(
-            isinstance(s, dict) for s in scen_raw):
+    if (
+        not isinstance(scen_raw, list)
+        or not scen_raw
+        or not all(isinstance(s, dict) for s in scen_raw)
+    ):
         problems.append("scenarios: expected one or more [[scenarios]] tables")
         scen_raw = []
     scenarios: list[Scenario] = []
@@ -192,8 +210,7 @@ def load_experiment(path: str | Path, raw: dict[str, Any] | None = None,
         problems += _unknown(sc, SCENARIO_KEYS, where)
         name = sc.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
-            problems.append(f"{where}.name: required; letters, digits, '_' or '-' "
-                            f"(got {name!r})")
+            problems.append(f"{where}.name: required; letters, digits, '_' or '-' (got {name!r})")
             name = f"scenario_{k}"
         elif name in seen:
             problems.append(f"{where}.name: duplicate name {name!r} (also scenarios[{seen[name]}])")
@@ -226,44 +243,74 @@ def load_experiment(path: str | Path, raw: dict[str, Any] | None = None,
                 from sim.model import SupplyChainModel
 
                 cal = world.calendar
-                SupplyChainModel(world.model_copy(update={"calendar": cal.model_copy(
-                    update={"spinup_months": 0})}), rng=sc_seed, start=data.get("start"),
-                    end=data.get("end"), record=False)
+                SupplyChainModel(
+                    world.model_copy(
+                        update={"calendar": cal.model_copy(update={"spinup_months": 0})}
+                    ),
+                    rng=sc_seed,
+                    start=data.get("start"),
+                    end=data.get("end"),
+                    record=False,
+                )
             except UserError as exc:
                 problems.append(f"{where} ({name}): {exc}")
             except ValueError as exc:
                 problems.append(f"{where} ({name}): {exc}")
-        scenarios.append(Scenario(name=name, description=str(sc.get("description", "")),
-                                  world_raw=w, overrides=list(sc.get("set", []) or []),
-                                  seed=sc_seed))
+        scenarios.append(
+            Scenario(
+                name=name,
+                description=str(sc.get("description", "")),
+                world_raw=w,
+                overrides=list(sc.get("set", []) or []),
+                seed=sc_seed,
+            )
+        )
     if problems:
         n = len(problems)
-        raise UserError(f"{n} problem{'s' if n > 1 else ''} in experiment", file=str(path),
-                        problems=problems)
-    return Experiment(path=p, name=str(data.get("name") or p.stem),
-                      description=str(data.get("description", "")), world_path=world_path,
-                      scenarios=scenarios, start=data.get("start"), end=data.get("end"),
-                      report=report)
+        raise UserError(
+            f"{n} problem{'s' if n > 1 else ''} in experiment", file=str(path), problems=problems
+        )
+    return Experiment(
+        path=p,
+        name=str(data.get("name") or p.stem),
+        description=str(data.get("description", "")),
+        world_path=world_path,
+        scenarios=scenarios,
+        start=data.get("start"),
+        end=data.get("end"),
+        report=report,
+    )
 
 
 # ----------------------------------------------------------------------------- running
-def run_experiment(exp: Experiment, *, seed: int | None = None, start: str | None = None,
-                   end: str | None = None) -> dict[str, Any]:
+def run_experiment(
+    exp: Experiment, *, seed: int | None = None, start: str | None = None, end: str | None = None
+) -> dict[str, Any]:
     """Run every scenario; return ``{name: Results}`` in file order."""
     import sim.api as api
 
     out: dict[str, Any] = {}
     for sc in exp.scenarios:
-        out[sc.name] = api.run(sc.world_raw, seed=sc.seed if seed is None else seed,
-                               start=start or exp.start, end=end or exp.end)
+        out[sc.name] = api.run(
+            sc.world_raw,
+            seed=sc.seed if seed is None else seed,
+            start=start or exp.start,
+            end=end or exp.end,
+        )
         out[sc.name].manifest["scenario_name"] = sc.name
         out[sc.name].manifest["experiment"] = exp.name
     return out
 
 
-def run_experiment_file(path: str | Path, *, out: str | Path | None = None,
-                        seed: int | None = None, start: str | None = None,
-                        end: str | None = None, overrides: list[str] | None = None) -> int:
+def run_experiment_file(
+    path: str | Path,
+    *,
+    out: str | Path | None = None,
+    seed: int | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    overrides: list[str] | None = None,
+) -> int:
     """``ndsim run EXPERIMENT.toml``: run all scenarios, write results, figures and report.
 
     Returns:
@@ -272,7 +319,7 @@ def run_experiment_file(path: str | Path, *, out: str | Path | None = None,
     from sim.io import write_results
 
     exp = load_experiment(path, overrides=overrides)
-    if seed is not None and seed != 0:
+    if seed is not None:
         for sc in exp.scenarios:
             sc.seed = seed
     for key, val in (("start", start), ("end", end)):
@@ -288,8 +335,11 @@ def run_experiment_file(path: str | Path, *, out: str | Path | None = None,
         results = run_experiment(exp, start=start, end=end)
         for name, res in results.items():
             write_results(res, tmp / name, figures=False)
-            print(f"{exp.name}/{name}: {res.manifest['months']} months, "
-                  f"{res.manifest['wall_seconds']:.2f} s", file=sys.stderr)
+            print(
+                f"{exp.name}/{name}: {res.manifest['months']} months, "
+                f"{res.manifest['wall_seconds']:.2f} s",
+                file=sys.stderr,
+            )
         metrics = {name: scenario_metrics(res, exp.report) for name, res in results.items()}
         write_comparison_figures(results, tmp / "figures", exp.report)
         text = report_markdown(exp, metrics)
@@ -312,12 +362,14 @@ def _month_value(s: pd.Series, month: str) -> float:
     return float(s.get(ts, np.nan)) if len(s) else float("nan")
 
 
-def china_exports(res: Any, product: str = "magnet", to_region: str | None = None
-                  ) -> pd.Series:
+def china_exports(res: Any, product: str = "magnet", to_region: str | None = None) -> pd.Series:
     """Monthly tonnes shipped from China to other regions (optionally to one region)."""
     fl = res.flows
-    sel = (fl["source_region"] == "china") & (fl["target_region"] != "china") & \
-        (fl["product"] == product)
+    sel = (
+        (fl["source_region"] == "china")
+        & (fl["target_region"] != "china")
+        & (fl["product"] == product)
+    )
     if to_region:
         sel &= fl["target_region"] == to_region
     dates = res.series("price_usd_per_kg", product, "china").index
@@ -336,8 +388,11 @@ def share_from_china(res: Any, region: str, product: str = "magnet") -> pd.Serie
 def non_china_capacity(res: Any, product: str) -> pd.Series:
     """Installed capacity outside China, t/yr, monthly."""
     ts = res.timeseries
-    sel = (ts["metric"] == "capacity_t_per_yr") & (ts["product"] == product) & \
-        (ts["region"] != "china")
+    sel = (
+        (ts["metric"] == "capacity_t_per_yr")
+        & (ts["product"] == product)
+        & (ts["region"] != "china")
+    )
     return ts[sel].groupby("date")["value"].sum()
 
 
@@ -359,12 +414,17 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
     """Key numbers of one scenario (see report.md)."""
     m: dict[str, Any] = {}
     dates = res.series("price_usd_per_kg", "magnet", "china").index
-    years = [y for y in report.get("years", [2025, 2028, 2030, 2035])
-             if dates.size and dates[0].year <= y <= dates[-1].year]
+    years = [
+        y
+        for y in report.get("years", [2025, 2028, 2030, 2035])
+        if dates.size and dates[0].year <= y <= dates[-1].year
+    ]
     ev = report.get("event_month")
     focus = report.get("focus_region", "usa")
-    regions = sorted({r for r in res.timeseries.loc[res.timeseries["metric"] == "demand_t",
-                                                    "region"]} - {"china"})
+    regions = sorted(
+        {r for r in res.timeseries.loc[res.timeseries["metric"] == "demand_t", "region"]}
+        - {"china"}
+    )
     exp_all = china_exports(res)
     if ev:
         prev = f"{int(ev[:4]) - 1}{ev[4:]}"
@@ -385,9 +445,9 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
             d = res.series("demand_t", "magnet", r)[t0:t1].sum()
             sh = res.series("shortage_t", "magnet", r)[t0:t1].sum()
             m[f"shortage_share_12m_{r}"] = sh / d if d > 0 else 0.0
-            m[f"shortage_share_event_{r}"] = (
-                _month_value(res.series("shortage_t", "magnet", r), ev)
-                / max(_month_value(res.series("demand_t", "magnet", r), ev), 1e-9))
+            m[f"shortage_share_event_{r}"] = _month_value(
+                res.series("shortage_t", "magnet", r), ev
+            ) / max(_month_value(res.series("demand_t", "magnet", r), ev), 1e-9)
         for k in range(1, 7):
             mk = (t0 + pd.DateOffset(months=k)).strftime("%Y-%m")
             pk = (t0 + pd.DateOffset(months=k - 12)).strftime("%Y-%m")
@@ -400,7 +460,8 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
         for prod in ("oxide", "magnet"):
             for reg in ("china", "world"):
                 m[f"{prod}_price_{reg}_{y}"] = float(
-                    res.series("price_usd_per_kg", prod, reg)[sl].mean())
+                    res.series("price_usd_per_kg", prod, reg)[sl].mean()
+                )
         for prod in ("oxide", "metal", "magnet"):
             m[f"non_china_capacity_{prod}_{y}"] = float(non_china_capacity(res, prod)[sl].mean())
         m[f"{focus}_magnets_from_china_share_{y}"] = float(share_from_china(res, focus)[sl].mean())
@@ -408,12 +469,19 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
         ts = res.timeseries
         rec = ts[(ts["metric"] == "production_t") & (ts["product"] == "oxide")]
         _ = rec
-        m[f"shortage_ex_china_t_{y}"] = float(sum(res.series("shortage_t", "magnet", r)[sl].sum()
-                                                  for r in regions))
+        m[f"shortage_ex_china_t_{y}"] = float(
+            sum(res.series("shortage_t", "magnet", r)[sl].sum() for r in regions)
+        )
         m[f"oxide_production_t_{y}"] = float(ox)
-    for metric in ("stockpile_spent_usd", "stockpile_revenue_usd", "vault_disbursed_usd",
-                   "vault_lost_usd", "vault_committed_usd", "price_floor_paid_usd",
-                   "subsidy_paid_usd"):
+    for metric in (
+        "stockpile_spent_usd",
+        "stockpile_revenue_usd",
+        "vault_disbursed_usd",
+        "vault_lost_usd",
+        "vault_committed_usd",
+        "price_floor_paid_usd",
+        "subsidy_paid_usd",
+    ):
         m[metric] = _policy_total(res, metric)
     m["stockpile_bought_t"] = _sum_policy(res, "stockpile_bought_t")
     m["stockpile_released_t"] = _sum_policy(res, "stockpile_released_t")
@@ -434,13 +502,15 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flat(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"scenario": s, "metric": k, "value": v} for s, d in metrics.items()
-            for k, v in d.items()]
+    return [
+        {"scenario": s, "metric": k, "value": v} for s, d in metrics.items() for k, v in d.items()
+    ]
 
 
 # ----------------------------------------------------------------------------- figures
-def write_comparison_figures(results: dict[str, Any], out: Path, report: dict[str, Any]
-                             ) -> list[Path]:
+def write_comparison_figures(
+    results: dict[str, Any], out: Path, report: dict[str, Any]
+) -> list[Path]:
     """Side-by-side figures of all scenarios (PNG)."""
     import matplotlib
 
@@ -551,26 +621,54 @@ def report_markdown(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> str:
     lines += ["## Scenarios", ""]
     for sc in exp.scenarios:
         lines.append(f"- **{sc.name}**: {sc.description}")
-    lines += ["", "## Key numbers", "", "| metric | " + " | ".join(names) + " |",
-              "|---|" + "---|" * len(names)]
+    lines += [
+        "",
+        "## Key numbers",
+        "",
+        "| metric | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     focus = exp.report.get("focus_region", "usa")
     rows = [(k.replace("usa", focus), lab.replace("US", focus), kind) for k, lab, kind in ROWS]
     ev = exp.report.get("event_month")
     extra = []
     if ev:
         lines[-2] = lines[-2]
-        regions = sorted({k.split("shortage_share_12m_")[1] for d in metrics.values() for k in d
-                          if k.startswith("shortage_share_12m_")})
+        regions = sorted(
+            {
+                k.split("shortage_share_12m_")[1]
+                for d in metrics.values()
+                for k in d
+                if k.startswith("shortage_share_12m_")
+            }
+        )
         for r in regions:
-            extra.append((f"shortage_share_event_{r}", f"{r} shortage, event month "
-                          "(share of demand)", "share"))
-            extra.append((f"shortage_share_12m_{r}", f"{r} shortage over "
-                          f"{exp.report.get('halt_months', 12)} months from the event", "share"))
+            extra.append(
+                (
+                    f"shortage_share_event_{r}",
+                    f"{r} shortage, event month (share of demand)",
+                    "share",
+                )
+            )
+            extra.append(
+                (
+                    f"shortage_share_12m_{r}",
+                    f"{r} shortage over {exp.report.get('halt_months', 12)} months from the event",
+                    "share",
+                )
+            )
         for k in range(1, 7):
-            extra.append((f"exports_yoy_event+{k}", f"China magnet exports y/y, event + {k} "
-                          "months", "pct"))
-    years = sorted({int(k.rsplit("_", 1)[1]) for d in metrics.values() for k in d
-                    if k.startswith("magnet_price_china_") and k[-4:].isdigit()})
+            extra.append(
+                (f"exports_yoy_event+{k}", f"China magnet exports y/y, event + {k} months", "pct")
+            )
+    years = sorted(
+        {
+            int(k.rsplit("_", 1)[1])
+            for d in metrics.values()
+            for k in d
+            if k.startswith("magnet_price_china_") and k[-4:].isdigit()
+        }
+    )
     for y in years:
         extra += [
             (f"magnet_price_china_{y}", f"magnet price China {y} (USD/kg)", ""),
@@ -580,8 +678,11 @@ def report_markdown(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> str:
             (f"non_china_capacity_oxide_{y}", f"non-Chinese oxide capacity {y} (t/yr)", ""),
             (f"non_china_capacity_metal_{y}", f"non-Chinese metal capacity {y} (t/yr)", ""),
             (f"non_china_capacity_magnet_{y}", f"non-Chinese magnet capacity {y} (t/yr)", ""),
-            (f"{focus}_magnets_from_china_share_{y}", f"{focus} magnets bought from China {y}",
-             "share"),
+            (
+                f"{focus}_magnets_from_china_share_{y}",
+                f"{focus} magnets bought from China {y}",
+                "share",
+            ),
             (f"shortage_ex_china_t_{y}", f"magnet shortage outside China {y} (t)", ""),
             (f"recycled_share_of_oxide_{y}", f"recycled share of NdPr oxide {y}", "share"),
         ]
@@ -596,10 +697,14 @@ def report_markdown(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> str:
     lines += interpret(exp, metrics)
     if exp.report.get("notes"):
         lines += ["", "## Notes", "", str(exp.report["notes"]).strip()]
-    lines += ["", "Figures: `figures/prices.png`, `figures/exports.png`, `figures/shortage.png`, "
-              "`figures/capacity_non_china.png`, `figures/share_from_china.png`. Per-scenario "
-              "results (the results contract) are in the scenario folders; all numbers are in "
-              "`metrics.csv`.", ""]
+    lines += [
+        "",
+        "Figures: `figures/prices.png`, `figures/exports.png`, `figures/shortage.png`, "
+        "`figures/capacity_non_china.png`, `figures/share_from_china.png`. Per-scenario "
+        "results (the results contract) are in the scenario folders; all numbers are in "
+        "`metrics.csv`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -609,36 +714,52 @@ def interpret(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> list[str]:
     base = metrics[names[0]]
     out = []
     ev = exp.report.get("event_month")
-    years = sorted({int(k.rsplit("_", 1)[1]) for k in base
-                    if k.startswith("magnet_price_china_") and k[-4:].isdigit()})
+    years = sorted(
+        {
+            int(k.rsplit("_", 1)[1])
+            for k in base
+            if k.startswith("magnet_price_china_") and k[-4:].isdigit()
+        }
+    )
     last = years[-1] if years else None
     for n in names[1:]:
         m = metrics[n]
         parts = [f"- **{n}** vs **{names[0]}**:"]
         if ev and np.isfinite(m.get("exports_yoy_event", np.nan)):
             yoy = _fmt(m["exports_yoy_event"], "pct")
-            parts.append(f"in {ev} China's magnet exports change {yoy}"
-                         f" y/y ({_fmt(base.get('exports_yoy_event'), 'pct')} in {names[0]}); "
-                         f"the ex-China magnet premium is "
-                         f"{_fmt(m.get('magnet_premium_event'), 'pct')} "
-                         f"({_fmt(base.get('magnet_premium_event'), 'pct')}).")
+            parts.append(
+                f"in {ev} China's magnet exports change {yoy}"
+                f" y/y ({_fmt(base.get('exports_yoy_event'), 'pct')} in {names[0]}); "
+                f"the ex-China magnet premium is "
+                f"{_fmt(m.get('magnet_premium_event'), 'pct')} "
+                f"({_fmt(base.get('magnet_premium_event'), 'pct')})."
+            )
         ds = m["shortage_ex_china_t"] - base["shortage_ex_china_t"]
         parts.append(f"magnet shortage outside China changes by {ds:+,.0f} t over the run.")
         spent = m.get("stockpile_spent_usd", 0.0)
         if spent > 0:
             avoided = -ds
-            parts.append(f"the stockpile spent {_fmt(spent, 'usd')}: "
-                         f"{avoided / (spent / 1e6):,.2f} t of shortage avoided per USD million "
-                         "(net of release revenue "
-                         f"{_fmt(m.get('stockpile_revenue_usd', 0), 'usd')}).")
+            parts.append(
+                f"the stockpile spent {_fmt(spent, 'usd')}: "
+                f"{avoided / (spent / 1e6):,.2f} t of shortage avoided per USD million "
+                "(net of release revenue "
+                f"{_fmt(m.get('stockpile_revenue_usd', 0), 'usd')})."
+            )
         if m.get("vault_disbursed_usd", 0) > 0:
             extra_ox = m["non_china_oxide_production_t"] - base["non_china_oxide_production_t"]
             extra_mag = m["non_china_magnet_production_t"] - base["non_china_magnet_production_t"]
-            parts.append(f"Vault disbursed {_fmt(m['vault_disbursed_usd'], 'usd')} and lost "
-                         f"{_fmt(m.get('vault_lost_usd', 0), 'usd')}; extra non-Chinese output "
-                         f"{extra_ox:+,.0f} t oxide and {extra_mag:+,.0f} t magnets"
-                         + (f" (USD {m['vault_disbursed_usd'] / extra_mag / 1e3:,.1f} per kg "
-                            "of extra magnet output)" if extra_mag > 1 else "") + ".")
+            parts.append(
+                f"Vault disbursed {_fmt(m['vault_disbursed_usd'], 'usd')} and lost "
+                f"{_fmt(m.get('vault_lost_usd', 0), 'usd')}; extra non-Chinese output "
+                f"{extra_ox:+,.0f} t oxide and {extra_mag:+,.0f} t magnets"
+                + (
+                    f" (USD {m['vault_disbursed_usd'] / extra_mag / 1e3:,.1f} per kg "
+                    "of extra magnet output)"
+                    if extra_mag > 1
+                    else ""
+                )
+                + "."
+            )
         if last is not None:
             for prod in ("oxide", "magnet"):
                 a, b = m.get(f"{prod}_price_china_{last}"), base.get(f"{prod}_price_china_{last}")
@@ -649,7 +770,8 @@ def interpret(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> list[str]:
             parts.append(f"non-Chinese magnet capacity {last}: {a:,.0f} vs {b:,.0f} t/yr.")
             a = m.get(f"recycled_share_of_oxide_{last}")
             b = base.get(f"recycled_share_of_oxide_{last}")
-            parts.append(f"recycled share of oxide {last}: {_fmt(a, 'share')} vs "
-                         f"{_fmt(b, 'share')}.")
+            parts.append(
+                f"recycled share of oxide {last}: {_fmt(a, 'share')} vs {_fmt(b, 'share')}."
+            )
         out.append(" ".join(parts))
     return out or ["- (one scenario only: nothing to compare)"]

@@ -434,6 +434,12 @@ def format_validation_error(err: ValidationError, raw: dict[str, Any]) -> list[s
                     hint = f"; valid keys: {', '.join(parent.model_fields)}"
             lines.append(f"{path}: unknown key{hint}")
             continue
+        if path == "policies" and e["type"] == "value_error":
+            # instrument validators report "name.key.path: message"
+            head, sep, rest = msg.replace("Value error, ", "").partition(": ")
+            if sep and " " not in head:
+                lines.append(f"policies.{head}: {rest}")
+                continue
         if e["type"] == "missing":
             lines.append(f"{path}: required key is missing")
             continue

@@ -60,8 +60,9 @@ class _Holder(Instrument):
 
     def _attach(self, model: SupplyChainModel, region: str) -> None:
         self.region = region
-        self.government = next((g for g in getattr(model, "governments", [])
-                                if g.region == region), None)
+        self.government = next(
+            (g for g in getattr(model, "governments", []) if g.region == region), None
+        )
         if self.government is not None:
             held = getattr(self.government, "instruments", None)
             if held is None:
@@ -106,8 +107,13 @@ class ExportControls(_Holder):
         L = self.links
         self.dst = links.dst[L]
         dst_names = regions[dst_r[L]]
-        prob = np.array([rule.approval_probability_by_region.get(r, rule.approval_probability)
-                         for r in dst_names], dtype=float)
+        prob = np.array(
+            [
+                rule.approval_probability_by_region.get(r, rule.approval_probability)
+                for r in dst_names
+            ],
+            dtype=float,
+        )
         oem = nodes.role[self.dst] == ROLES.index("oem")
         defence = oem & (model.state.sector[self.dst] == SECTORS.index("defence"))
         prob[defence] = rule.defence_approval_probability
@@ -145,9 +151,11 @@ class ExportControls(_Holder):
         file = (self.decide_at < 0) & expiring & (self.next_try <= tau) & wants
         k = int(file.sum())
         if k:
-            draw = self.mean_months * np.exp(
-                model.rng.normal(0.0, self.spec.processing_sd_log, k)) \
-                if self.spec.processing_sd_log > 0 else np.full(k, self.mean_months)
+            draw = (
+                self.mean_months * np.exp(model.rng.normal(0.0, self.spec.processing_sd_log, k))
+                if self.spec.processing_sd_log > 0
+                else np.full(k, self.mean_months)
+            )
             months = np.maximum(np.round(draw), 0).astype(np.int64)
             self.decide_at[file] = tau + months
             self.verdict[file] = model.rng.random(k) < self.approval[file]
@@ -166,8 +174,11 @@ class ExportControls(_Holder):
         spec = self.spec
         cap = np.full(self.links.size, np.inf)
         if spec.requires_licence:
-            lic = np.inf if spec.licence_cap_share is None else \
-                np.maximum(spec.licence_cap_share, spec.exempt_share) * self.ref_flow
+            lic = (
+                np.inf
+                if spec.licence_cap_share is None
+                else np.maximum(spec.licence_cap_share, spec.exempt_share) * self.ref_flow
+            )
             cap = np.where(self.licensed(model), lic, spec.exempt_share * self.ref_flow)
         if spec.quota_t_per_yr is not None:
             w = self.ref_flow
@@ -202,8 +213,7 @@ class ExportControls(_Holder):
         tau = self._tau_hint
         return {
             ("licences_active", prod, self.region): float((self.licence_until >= tau).sum()),
-            ("licence_applications_pending", prod, self.region): float(
-                (self.decide_at >= 0).sum()),
+            ("licence_applications_pending", prod, self.region): float((self.decide_at >= 0).sum()),
             ("licences_denied", prod, self.region): float(getattr(self, "denied_now", 0)),
         }
 
@@ -242,9 +252,14 @@ class _ExportControlsSet(Instrument):
 @register("export_controls")
 def _build_export_controls(model: SupplyChainModel, raw: Any) -> list[Instrument]:
     spec = S.parse(S.ExportControlsSpec, raw, "policies.export_controls")
-    rules = [ExportControls(model, r, f"policies.export_controls.rules[{k}]"
-                            if spec.rules else "policies.export_controls")
-             for k, r in enumerate(spec.rule_specs())]
+    rules = [
+        ExportControls(
+            model,
+            r,
+            f"policies.export_controls.rules[{k}]" if spec.rules else "policies.export_controls",
+        )
+        for k, r in enumerate(spec.rule_specs())
+    ]
     return [_ExportControlsSet(rules)]
 
 
@@ -272,13 +287,25 @@ class Stockpiles(Instrument):
             buyers = np.flatnonzero((model.nodes.in_product == p) & (model.nodes.region == r))
             if buyers.size == 0:
                 raise UserError(f"{where}: no buyer of {spec.product} in {region!r}")
-            inlinks = np.flatnonzero((model.links.product == p)
-                                     & (model.nodes.region[model.links.dst] == r))
-            self.holders.append({
-                "name": name, "spec": spec, "region": region, "r": r, "p": p,
-                "buyers": buyers, "inlinks": inlinks, "stock": float(spec.initial_t),
-                "spent": 0.0, "revenue": 0.0, "bought": 0.0, "released": 0.0,
-            })
+            inlinks = np.flatnonzero(
+                (model.links.product == p) & (model.nodes.region[model.links.dst] == r)
+            )
+            self.holders.append(
+                {
+                    "name": name,
+                    "spec": spec,
+                    "region": region,
+                    "r": r,
+                    "p": p,
+                    "buyers": buyers,
+                    "inlinks": inlinks,
+                    "stock": float(spec.initial_t),
+                    "spent": 0.0,
+                    "revenue": 0.0,
+                    "bought": 0.0,
+                    "released": 0.0,
+                }
+            )
 
     def stock_by_product(self) -> np.ndarray:
         """Stock held, per product (t)."""
@@ -312,8 +339,9 @@ class Stockpiles(Instrument):
             price = self._price(model, h)
             s = model.state
             short = float(s.shortage[h["buyers"]].sum()) > 1e-9
-            hot = (spec.release_above_usd_per_kg is not None
-                   and price >= spec.release_above_usd_per_kg)
+            hot = (
+                spec.release_above_usd_per_kg is not None and price >= spec.release_above_usd_per_kg
+            )
             if (short and spec.release_on_shortage) or hot:
                 self._release(model, h, None, price)
                 continue
@@ -322,13 +350,15 @@ class Stockpiles(Instrument):
             if spec.buy_below_usd_per_kg is None or price <= spec.buy_below_usd_per_kg:
                 self._buy(model, h)
 
-    def _release(self, model: SupplyChainModel, h: dict[str, Any], amount: float | None,
-                 price: float) -> None:
+    def _release(
+        self, model: SupplyChainModel, h: dict[str, Any], amount: float | None, price: float
+    ) -> None:
         s, b = model.state, h["buyers"]
         use = self._use(model, b)
         if amount is None:
-            need = np.maximum(use * h["spec"].release_cover_months - s.inv_in[b] - s.pipeline[b],
-                              0.0)
+            need = np.maximum(
+                use * h["spec"].release_cover_months - s.inv_in[b] - s.pipeline[b], 0.0
+            )
         else:
             need = use.copy()
         total = float(need.sum())
@@ -384,10 +414,13 @@ class Stockpiles(Instrument):
         out: dict[tuple[str, str, str], float] = {}
         for h in self.holders:
             prod, reg = PRODUCTS[h["p"]], h["region"]
-            for metric, key in (("stockpile_t", "stock"), ("stockpile_bought_t", "bought"),
-                                ("stockpile_released_t", "released"),
-                                ("stockpile_spent_usd", "spent"),
-                                ("stockpile_revenue_usd", "revenue")):
+            for metric, key in (
+                ("stockpile_t", "stock"),
+                ("stockpile_bought_t", "bought"),
+                ("stockpile_released_t", "released"),
+                ("stockpile_spent_usd", "spent"),
+                ("stockpile_revenue_usd", "revenue"),
+            ):
                 out[(metric, prod, reg)] = out.get((metric, prod, reg), 0.0) + h[key]
         return out
 
@@ -423,24 +456,38 @@ class Vault(_Holder):
             role = ROLES[model.nodes.role[i]]
             region = model.nodes.regions[model.nodes.region[i]]
             if role not in spec.stages:
-                raise UserError(f"{where}: {c.firm!r} is a {role}; the fund finances "
-                                f"{spec.stages}")
+                raise UserError(f"{where}: {c.firm!r} is a {role}; the fund finances {spec.stages}")
             if region in spec.exclude_regions:
                 raise UserError(f"{where}: {c.firm!r} is in excluded region {region!r}")
-            self.projects.append({
-                "k": k, "firm": c.firm, "node": i, "role": role, "region": region,
-                "cap": c.capacity_t_per_yr, "cost": c.capacity_t_per_yr * c.capex_usd_per_t_per_yr,
-                "capex": c.capex_usd_per_t_per_yr,
-                "fail": c.failure_probability or spec.failure_probability,
-                "status": "candidate", "milestone": 0, "due": -1, "disbursed": 0.0,
-                "waited": 0,
-            })
+            self.projects.append(
+                {
+                    "k": k,
+                    "firm": c.firm,
+                    "node": i,
+                    "role": role,
+                    "region": region,
+                    "cap": c.capacity_t_per_yr,
+                    "cost": c.capacity_t_per_yr * c.capex_usd_per_t_per_yr,
+                    "capex": c.capex_usd_per_t_per_yr,
+                    "fail": c.failure_probability or spec.failure_probability,
+                    "status": "candidate",
+                    "milestone": 0,
+                    "due": -1,
+                    "disbursed": 0.0,
+                    "waited": 0,
+                }
+            )
         self.committed = self.disbursed = self.lost = 0.0
         self.started = False
         self.log: list[tuple[int, str, str, float]] = []  # (month, firm, event, usd)
         fl = spec.price_floor
-        self.floor_nodes = np.array([_firm_index(model, f, "policies.vault.price_floor.firms")
-                                     for f in (fl.firms if fl else [])], np.int64)
+        self.floor_nodes = np.array(
+            [
+                _firm_index(model, f, "policies.vault.price_floor.firms")
+                for f in (fl.firms if fl else [])
+            ],
+            np.int64,
+        )
         self.floor_paid = 0.0
         self.floor_paid_month = 0.0
 
@@ -448,8 +495,10 @@ class Vault(_Holder):
         cands = [p for p in self.projects if p["status"] == "candidate"]
         cands.sort(key=lambda p: (p["capex"], p["k"]))
         for p in cands:
-            if self.spec.max_capex_usd_per_t_per_yr and p["capex"] > \
-                    self.spec.max_capex_usd_per_t_per_yr:
+            if (
+                self.spec.max_capex_usd_per_t_per_yr
+                and p["capex"] > self.spec.max_capex_usd_per_t_per_yr
+            ):
                 p["status"] = "rejected"
                 continue
             if self.committed + p["cost"] <= self.spec.budget_usd + 1e-6:
@@ -496,8 +545,7 @@ class Vault(_Holder):
             self.disbursed += pay
             self.log.append((model.month_abs, p["firm"], name, pay))
             if name == "commissioning":
-                model.projects.append((model.month_abs, p["node"], p["cap"], "vault"))
-                model.projects.sort(key=lambda x: (x[0], x[1]))
+                model.add_project(model.month_abs, p["node"], p["cap"], "vault")
                 p["online"] = model.month_abs
             if k + 1 < len(S.MILESTONES):
                 p["milestone"] = k + 1
@@ -511,8 +559,12 @@ class Vault(_Holder):
         """Price floor: pay covered sellers the gap below the floor on tonnes sold."""
         self.floor_paid_month = 0.0
         fl = self.spec.price_floor
-        if fl is None or _spinning(model) or not fl.active(model.month_abs) or \
-                self.floor_nodes.size == 0:
+        if (
+            fl is None
+            or _spinning(model)
+            or not fl.active(model.month_abs)
+            or self.floor_nodes.size == 0
+        ):
             return
         p = P[fl.product]
         slots = self.floor_nodes * NP + p
@@ -539,8 +591,9 @@ class Vault(_Holder):
             ("vault_disbursed_usd", "", r): self.disbursed,
             ("vault_lost_usd", "", r): self.lost,
             ("vault_exposure_usd", "", r): self.disbursed - self.lost,
-            ("vault_projects_failed", "", r): float(sum(p["status"] == "failed"
-                                                        for p in self.projects)),
+            ("vault_projects_failed", "", r): float(
+                sum(p["status"] == "failed" for p in self.projects)
+            ),
         }
         for p in self.projects:
             key = ("vault_capacity_t_per_yr", S.STAGE_PRODUCT[p["role"]], p["region"])
@@ -581,23 +634,30 @@ class Subsidies(Instrument):
                 elig = np.array([_firm_index(model, f, f"{where}.firms") for f in spec.firms])
             else:
                 roles = [ROLES.index(x) for x in spec.roles]
-                elig = np.flatnonzero(np.isin(model.nodes.role, roles)
-                                      & (model.nodes.region == r))
+                elig = np.flatnonzero(np.isin(model.nodes.role, roles) & (model.nodes.region == r))
             spent = 0.0
             for k, g in enumerate(spec.capacity):
                 i = _firm_index(model, g.firm, f"{where}.capacity[{k}].firm")
                 grant = g.capacity_t_per_yr * g.grant_usd_per_t_per_yr
                 if spent + grant > spec.budget_usd + 1e-6:
-                    raise UserError(f"{where}.capacity[{k}]: grants exceed budget_usd "
-                                    f"({spent + grant:.3g} > {spec.budget_usd:.3g})")
+                    raise UserError(
+                        f"{where}.capacity[{k}]: grants exceed budget_usd "
+                        f"({spent + grant:.3g} > {spec.budget_usd:.3g})"
+                    )
                 spent += grant
-                model.projects.append((parse_month(g.online), i, g.capacity_t_per_yr,
-                                       "subsidy"))
-            model.projects.sort(key=lambda x: (x[0], x[1]))
-            self.schemes.append({"name": name, "spec": spec, "region": spec.region,
-                                 "elig": elig.astype(np.int64), "grants": spent,
-                                 "grants_paid": 0.0, "paid": 0.0,
-                                 "grant_list": list(spec.capacity)})
+                model.add_project(parse_month(g.online), i, g.capacity_t_per_yr, "subsidy")
+            self.schemes.append(
+                {
+                    "name": name,
+                    "spec": spec,
+                    "region": spec.region,
+                    "elig": elig.astype(np.int64),
+                    "grants": spent,
+                    "grants_paid": 0.0,
+                    "paid": 0.0,
+                    "grant_list": list(spec.capacity),
+                }
+            )
 
     def update(self, model: SupplyChainModel) -> None:
         """Apply this month's cost reduction; book capital grants as capacity arrives."""
@@ -635,8 +695,10 @@ class Subsidies(Instrument):
         """Cumulative incentive payments and grants, by region."""
         out: dict[tuple[str, str, str], float] = {}
         for sc in self.schemes:
-            for metric, v in (("subsidy_paid_usd", sc["paid"]),
-                              ("subsidy_grants_usd", sc["grants_paid"])):
+            for metric, v in (
+                ("subsidy_paid_usd", sc["paid"]),
+                ("subsidy_grants_usd", sc["grants_paid"]),
+            ):
                 key = (metric, "", sc["region"])
                 out[key] = out.get(key, 0.0) + v
         return out
@@ -664,8 +726,11 @@ class RecyclingTargets(Instrument):
     def __init__(self, model: SupplyChainModel, specs: dict[str, S.RecyclingTargetSpec]):
         self.paths = []
         for name, spec in specs.items():
-            r = -1 if name == "all" else _region_index(
-                model, name, f"policies.recycling_targets.{name}")
+            r = (
+                -1
+                if name == "all"
+                else _region_index(model, name, f"policies.recycling_targets.{name}")
+            )
             self.paths.append((r, spec))
         self.now: dict[str, float] = {}
 
@@ -678,8 +743,9 @@ class RecyclingTargets(Instrument):
         f = (m - t0) / (t1 - t0)
         return x0 + f * (spec.target_share - x0)
 
-    def collection_rate(self, model: SupplyChainModel, idx: np.ndarray, rate: np.ndarray
-                        ) -> np.ndarray:
+    def collection_rate(
+        self, model: SupplyChainModel, idx: np.ndarray, rate: np.ndarray
+    ) -> np.ndarray:
         """At least the target rate for recyclers in covered regions."""
         m = model.month_abs
         out = rate.copy()
@@ -692,8 +758,10 @@ class RecyclingTargets(Instrument):
                 tgt = self._target(spec, m, own)
                 out[sel] = np.maximum(out[sel], tgt[sel])
         regions = model.nodes.regions
-        self.now = {regions[k]: float(out[model.state.region[idx] == k].mean())
-                    for k in np.unique(model.state.region[idx])}
+        self.now = {
+            regions[k]: float(out[model.state.region[idx] == k].mean())
+            for k in np.unique(model.state.region[idx])
+        }
         return out
 
     def series(self) -> dict[tuple[str, str, str], float]:
@@ -703,12 +771,16 @@ class RecyclingTargets(Instrument):
 
 @register("recycling_targets")
 def _build_recycling(model: SupplyChainModel, raw: Any) -> list[Instrument]:
-    return [RecyclingTargets(model, S.parse_named(S.RecyclingTargetSpec, raw,
-                                                   "policies.recycling_targets"))]
+    return [
+        RecyclingTargets(
+            model, S.parse_named(S.RecyclingTargetSpec, raw, "policies.recycling_targets")
+        )
+    ]
 
 
-VALIDATORS["recycling_targets"] = lambda raw: S.parse_named(S.RecyclingTargetSpec, raw,
-                                                            "recycling_targets")
+VALIDATORS["recycling_targets"] = lambda raw: S.parse_named(
+    S.RecyclingTargetSpec, raw, "recycling_targets"
+)
 
 
 # ===================================================================== production quotas
@@ -725,10 +797,18 @@ class ProductionQuotas(Instrument):
         self.quotas = []
         for name, spec in specs.items():
             r = _region_index(model, spec.region, f"policies.production_quotas.{name}.region")
-            nodes = np.flatnonzero((model.nodes.role == ROLES.index(spec.role))
-                                   & (model.nodes.region == r))
-            self.quotas.append({"name": name, "spec": spec, "nodes": nodes, "used": 0.0,
-                                "quota": spec.quota_t_per_yr})
+            nodes = np.flatnonzero(
+                (model.nodes.role == ROLES.index(spec.role)) & (model.nodes.region == r)
+            )
+            self.quotas.append(
+                {
+                    "name": name,
+                    "spec": spec,
+                    "nodes": nodes,
+                    "used": 0.0,
+                    "quota": spec.quota_t_per_yr,
+                }
+            )
 
     @staticmethod
     def quota_for(spec: S.ProductionQuotaSpec, year: int) -> float:
@@ -739,8 +819,9 @@ class ProductionQuotas(Instrument):
                 q = v
         return q
 
-    def cap_production(self, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray
-                       ) -> np.ndarray:
+    def cap_production(
+        self, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray
+    ) -> np.ndarray:
         """Scale output of covered firms down to the monthly quota."""
         m = model.month_abs
         for qd in self.quotas:
@@ -772,12 +853,16 @@ class ProductionQuotas(Instrument):
 
 @register("production_quotas")
 def _build_quotas(model: SupplyChainModel, raw: Any) -> list[Instrument]:
-    return [ProductionQuotas(model, S.parse_named(S.ProductionQuotaSpec, raw,
-                                                   "policies.production_quotas"))]
+    return [
+        ProductionQuotas(
+            model, S.parse_named(S.ProductionQuotaSpec, raw, "policies.production_quotas")
+        )
+    ]
 
 
-VALIDATORS["production_quotas"] = lambda raw: S.parse_named(S.ProductionQuotaSpec, raw,
-                                                            "production_quotas")
+VALIDATORS["production_quotas"] = lambda raw: S.parse_named(
+    S.ProductionQuotaSpec, raw, "production_quotas"
+)
 
 
 # ====================================================================== substitution R&D
@@ -796,8 +881,9 @@ class SubstitutionRD(Instrument):
         if bad:
             raise UserError(f"policies.substitution_rd.sectors: unknown sector(s) {bad}")
         oem = model.idx["oem"]
-        sec = [SECTORS.index(x) for x in spec.sectors] if spec.sectors else list(range(len(
-            SECTORS)))
+        sec = (
+            [SECTORS.index(x) for x in spec.sectors] if spec.sectors else list(range(len(SECTORS)))
+        )
         self.oems = oem[np.isin(model.state.sector[oem], sec)]
         self.applied = 0.0
         self.on = False
@@ -818,8 +904,7 @@ class SubstitutionRD(Instrument):
 
 @register("substitution_rd")
 def _build_substitution(model: SupplyChainModel, raw: Any) -> list[Instrument]:
-    return [SubstitutionRD(model, S.parse(S.SubstitutionRDSpec, raw,
-                                          "policies.substitution_rd"))]
+    return [SubstitutionRD(model, S.parse(S.SubstitutionRDSpec, raw, "policies.substitution_rd"))]
 
 
 VALIDATORS["substitution_rd"] = lambda raw: S.parse(S.SubstitutionRDSpec, raw, "substitution_rd")
