@@ -118,6 +118,10 @@ class ExportControls(_Holder):
         defence = oem & (model.state.sector[self.dst] == SECTORS.index("defence"))
         prob[defence] = rule.defence_approval_probability
         self.approval = prob
+        exempt = np.full(L.size, rule.exempt_share)
+        for name, share in rule.exempt_share_by_sector.items():
+            exempt[oem & (model.state.sector[self.dst] == SECTORS.index(name))] = share
+        self.exempt = exempt
         n = L.size
         self.licence_until = np.full(n, -1, np.int64)  # last tau the licence is valid
         self.decide_at = np.full(n, -1, np.int64)  # tau of the pending decision (-1: none)
@@ -177,9 +181,9 @@ class ExportControls(_Holder):
             lic = (
                 np.inf
                 if spec.licence_cap_share is None
-                else np.maximum(spec.licence_cap_share, spec.exempt_share) * self.ref_flow
+                else np.maximum(spec.licence_cap_share, self.exempt) * self.ref_flow
             )
-            cap = np.where(self.licensed(model), lic, spec.exempt_share * self.ref_flow)
+            cap = np.where(self.licensed(model), lic, self.exempt * self.ref_flow)
         if spec.quota_t_per_yr is not None:
             w = self.ref_flow
             share = w / w.sum() if w.sum() > 0 else np.full(w.size, 1.0 / max(w.size, 1))

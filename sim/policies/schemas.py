@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.calendar import parse_month
 
@@ -72,6 +72,20 @@ class ExportRule(_Dated):
         "link's pre-control monthly flow (None: unlimited)")
     exempt_share: Share = Field(
         0.0, description="share of the pre-control flow per link that needs no licence")
+    exempt_share_by_sector: dict[str, Share] = Field(
+        default_factory=dict,
+        description="exempt share for links to OEMs of a sector (e.g. magnets without the "
+        "controlled heavy rare earths); overrides exempt_share for those links")
+
+    @field_validator("exempt_share_by_sector")
+    @classmethod
+    def _sectors(cls, v: dict[str, float]) -> dict[str, float]:
+        from sim.world import SECTORS
+
+        bad = [k for k in v if k not in SECTORS]
+        if bad:
+            raise ValueError(f"unknown sector(s) {bad}; sectors are {list(SECTORS)}")
+        return v
     quota_t_per_yr: NonNeg | None = None
     leakage_share: Share = Field(
         0.0, description="share of quota-blocked pre-control flow that leaks out anyway")
