@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
-from sim.calendar import format_month, parse_month
+from sim.calendar import parse_month
 from sim.errors import UserError
 from sim.network import P
 
@@ -413,6 +413,27 @@ def model_params() -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------- drawing
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def month_words(index: int) -> str:
+    """An absolute month index in words, e.g. ``April 2025``."""
+    return f"{MONTHS[index % 12]} {index // 12}"
+
+
 def _region_colour(region: str) -> str:
     return REGION_COLOUR.get(region, OTHER_COLOUR)
 
@@ -567,7 +588,7 @@ def network_figure(m) -> Figure:
         fontsize=FONT,
     )
     ax.set_title(
-        f"Supply chain in {format_month(m.month_abs - 1)}  (circle size = capacity "
+        f"Supply chain in {month_words(m.month_abs - 1)}  (circle size = capacity "
         f"or demand in t/yr; arrows = last month's shipments)",
         fontsize=FONT + 1,
     )
@@ -710,11 +731,11 @@ def headline(m) -> str:
     """One line in words: month, magnet prices and shortage."""
     rec, t = m.recorder, m.recorder.t
     if t == 0:
-        return f"Start: {format_month(m.month_abs)} (nothing run yet)"
+        return f"Start: {month_words(m.month_abs)} (nothing run yet)"
     pm = P["magnet"]
     short = float(rec.shortage[t - 1, m.idx["oem"]].sum())
     return (
-        f"{format_month(m.month_abs - 1)}: magnets cost {rec.price_china[t - 1, pm]:.0f} USD/kg "
+        f"{month_words(m.month_abs - 1)}: magnets cost {rec.price_china[t - 1, pm]:.0f} USD/kg "
         f"in China and {rec.price_world[t - 1, pm]:.0f} USD/kg outside; "
         f"magnet shortage {short:,.0f} t this month"
     )
