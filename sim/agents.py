@@ -73,8 +73,9 @@ class Firm(Trader):
             0.0,
         )
         unit_cost = s.unit_cost[idx]
+        price = model.policies.price_received(model, idx, s.ask[idx, outp])
         margin = np.divide(
-            s.ask[idx, outp] - unit_cost, unit_cost, out=np.zeros(idx.size), where=unit_cost > 0
+            price - unit_cost, unit_cost, out=np.zeros(idx.size), where=unit_cost > 0
         )
         factor = np.clip(1.0 + b.margin_response * margin, b.utilisation_floor, 1.0)
         return np.minimum(desired, model.available_capacity_t(idx) * factor)

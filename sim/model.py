@@ -645,7 +645,7 @@ class SupplyChainModel(mesa.Model):
         oem = self.idx["oem"]
         s.demand_ema[oem] = (1 - a) * s.demand_ema[oem] + a * s.demand[oem]
         cost = s.unit_cost[firms]
-        price = s.ask[firms, s.out_product[firms]]
+        price = self.policies.price_received(self, firms, s.ask[firms, s.out_product[firms]])
         margin = np.divide(price - cost, cost, out=np.zeros(firms.size), where=cost > 0)
         s.margin_ema[firms] = (1 - a / 3) * s.margin_ema[firms] + (a / 3) * margin
 

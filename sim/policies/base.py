@@ -45,6 +45,15 @@ class Instrument:
     def after_trade(self, model: SupplyChainModel) -> None:
         """After the market cleared: observe flows and prices (licence use, stockpiles)."""
 
+    def price_received(
+        self, model: SupplyChainModel, firms: np.ndarray, price: np.ndarray
+    ) -> np.ndarray:
+        """Price firms effectively receive for their main output (e.g. with a price floor).
+
+        Used for their margins (utilisation and investment), not for the market.
+        """
+        return price
+
 
 class PolicySet:
     """All instruments of a model, applied in order."""
@@ -90,6 +99,14 @@ class PolicySet:
         for ins in self.instruments:
             boost *= ins.substitution_boost(model)
         return boost
+
+    def price_received(
+        self, model: SupplyChainModel, firms: np.ndarray, price: np.ndarray
+    ) -> np.ndarray:
+        """Effective price of each firm's main output after every instrument."""
+        for ins in self.instruments:
+            price = ins.price_received(model, firms, price)
+        return price
 
     def after_trade(self, model: SupplyChainModel) -> None:
         """Let instruments observe the cleared market."""

@@ -578,6 +578,18 @@ class Vault(_Holder):
         self.floor_paid_month = pay
         self.floor_paid += pay
 
+    def price_received(
+        self, model: SupplyChainModel, firms: np.ndarray, price: np.ndarray
+    ) -> np.ndarray:
+        """Covered firms plan and invest on at least the floor price (the offtake guarantee)."""
+        fl = self.spec.price_floor
+        if fl is None or self.floor_nodes.size == 0 or not fl.active(model.month_abs):
+            return price
+        covered = np.isin(firms, self.floor_nodes) & (
+            model.state.out_product[firms] == P[fl.product]
+        )
+        return np.where(covered, np.maximum(price, fl.floor_usd_per_kg), price)
+
     def capacity_online(self, model: SupplyChainModel) -> dict[tuple[str, str], float]:
         """Vault-financed capacity online now, by (output product, region)."""
         out: dict[tuple[str, str], float] = {}
