@@ -525,7 +525,8 @@ def network_figure(m) -> Figure:
     for node, d in g.nodes(data=True):
         i = d["index"]
         x, y = pos[node]
-        area = 200 + 2600 * math.sqrt(size_t[i] / smax)
+        scale = 2600 if n_nodes <= 20 else 900
+        area = scale * (0.08 + math.sqrt(size_t[i] / smax))
         ax.scatter(
             [x],
             [y],
@@ -535,8 +536,11 @@ def network_figure(m) -> Figure:
             linewidth=1.2,
             zorder=3,
         )
+        label = _node_label(g, node)
+        if n_nodes > 20:
+            label = label.split(" (")[0]
         ax.annotate(
-            _node_label(g, node),
+            label,
             (x, y),
             xytext=(0, -26 if n_nodes <= 20 else -12),
             textcoords="offset points",
@@ -677,15 +681,19 @@ def shortage_figure(m) -> Figure:
 
 
 def production_figure(m) -> Figure:
-    """Magnet production by region (t/month)."""
+    """Magnet production (solid) and capacity (dashed) by region, t/month."""
     fig, ax = _chart()
     rec, t = m.recorder, m.recorder.t
     if t:
-        for grp, y in _by_region(m, rec.produced[:t], m.idx["magnet_plant"]).items():
-            ax.plot(
-                _years(m, t), y, color=REGION_COLOUR.get(grp, OTHER_COLOUR), label=_group_label(grp)
-            )
-    _finish(ax, m, t, "Magnets made (t per month)", "Magnet production")
+        x, idx = _years(m, t), m.idx["magnet_plant"]
+        made = _by_region(m, rec.produced[:t], idx)
+        cap = _by_region(m, rec.cap[:t] / 12.0, idx)
+        for grp, y in made.items():
+            colour = REGION_COLOUR.get(grp, OTHER_COLOUR)
+            ax.plot(x, y, color=colour, label=_group_label(grp))
+            ax.plot(x, cap[grp], color=colour, ls=":", lw=2)
+        ax.plot([], [], color="black", ls=":", lw=2, label="capacity")
+    _finish(ax, m, t, "Magnets (t per month)", "Magnet production and capacity")
     ax.set_ylim(bottom=0)
     return fig
 
