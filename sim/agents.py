@@ -78,7 +78,9 @@ class Firm(Trader):
             price - unit_cost, unit_cost, out=np.zeros(idx.size), where=unit_cost > 0
         )
         factor = np.clip(1.0 + b.margin_response * margin, b.utilisation_floor, 1.0)
-        return np.minimum(desired, model.available_capacity_t(idx) * factor)
+        plan = np.minimum(desired, model.available_capacity_t(idx) * factor)
+        s.plan[idx] = plan
+        return plan
 
     @classmethod
     def book_output(cls, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray) -> None:

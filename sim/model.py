@@ -99,6 +99,7 @@ class State:
         self.shortage = z()
         self.pending = np.zeros(n, bool)
         self.input_bound = np.zeros(n, bool)
+        self.plan = z()  # output planned this month (before input limits), t
 
     def reset_month(self) -> None:
         """Zero the per-month flow arrays."""
@@ -193,6 +194,7 @@ class SupplyChainModel(mesa.Model):
         lead_cnt = np.bincount(self.links.dst, minlength=self.nodes.n)
         self.horizon = int(self.links.lead_months.max(initial=1)) + 2
         self.transit = np.zeros((self.horizon, self.links.n))
+        self.relationship = np.zeros(self.links.n)  # link's share of the buyer's purchases
         self._lead_mean = np.divide(
             lead_sum, lead_cnt, out=np.ones(self.nodes.n), where=lead_cnt > 0
         )
@@ -278,6 +280,7 @@ class SupplyChainModel(mesa.Model):
             share = required / total if total > 0 else 0.0
             out = cap_m[idx] * min(share, 1.0)
             s.prod_ema[idx] = out
+            s.plan[idx] = out
             return out
 
         mag = spread(self.idx["magnet_plant"], need)
@@ -326,6 +329,9 @@ class SupplyChainModel(mesa.Model):
         for k in range(int(links.lead_months.max())):
             self.transit[k % self.horizon] += np.where(links.lead_months > k, flow, 0.0)
         s.pipeline[:] = np.bincount(links.dst, flow * links.lead_months, minlength=self.nodes.n)
+        self.relationship = np.divide(
+            flow, use[links.dst], out=np.zeros(links.n), where=use[links.dst] > 0
+        )
         got = np.bincount(links.dst, flow, minlength=self.nodes.n)
         s.lead_mean[:] = np.divide(s.pipeline, got, out=s.lead_mean.copy(), where=got > 0)
 
@@ -522,8 +528,8 @@ class SupplyChainModel(mesa.Model):
         conv = self.idx["converter"]
         oem = self.idx["oem"]
         use = np.zeros(self.nodes.n)
-        cap_m = self.available_capacity_t(conv)
-        use[conv] = np.maximum(s.prod_ema[conv], b.utilisation_floor * cap_m) * s.in_ratio[conv]
+        # inputs for the output planned this month (idle capacity creates no demand)
+        use[conv] = s.plan[conv] * s.in_ratio[conv]
         use[oem] = s.demand_ema[oem]
         cover = np.full(self.nodes.n, b.buyer_target_cover_months)
         cover[oem] = s.target_cover[oem]
@@ -537,13 +543,16 @@ class SupplyChainModel(mesa.Model):
         """Clear all markets; ship; goods enter transit for their lead time (plus delays)."""
         s, b = self.state, self.world.behaviour
         links = self.links
+        # supplier qualification: a link carries at most its established share of the
+        # buyer's orders plus `new_supplier_share` (switching suppliers takes time)
+        qualified = (self.relationship + b.new_supplier_share) * self.orders[links.dst]
         c = clear(
             links,
             self.orders,
             s.inv_out.reshape(-1),
             s.ask.reshape(-1),
             self.policies.tariff,
-            self.policies.cap_t,
+            np.minimum(self.policies.cap_t, qualified),
             self.ref_price,
             b.price_sensitivity,
         )
@@ -563,6 +572,14 @@ class SupplyChainModel(mesa.Model):
         a = b.expectation_smoothing
         s.buy_price_ema[has] = (1 - a) * s.buy_price_ema[has] + a * paid[has] / got[has]
         s.lead_mean[has] = (1 - a) * s.lead_mean[has] + a * lead[has] / got[has]
+        ordered = self.orders[links.dst] > 1e-12
+        share = np.divide(
+            c.shipped_t, got[links.dst], out=np.zeros(links.n), where=got[links.dst] > 1e-12
+        )
+        r = b.relationship_smoothing
+        self.relationship = np.where(
+            ordered, (1 - r) * self.relationship + r * share, self.relationship
+        )
 
     def _price_index(self) -> tuple[np.ndarray, np.ndarray]:
         """Market prices per product, China-domestic and ex-China.

@@ -255,6 +255,14 @@ class BehaviourSpec(_Strict):
     outage_capacity_loss: Share = 0.5
     outage_mean_months: Annotated[float, Field(ge=1.0)] = 2.0
     shipping_delay_probability: Share = 0.03
+    new_supplier_share: Share = Field(
+        0.1,
+        description="share of a buyer's monthly orders a link may take beyond its "
+        "established share (supplier qualification)",
+    )
+    relationship_smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.1, description="monthly smoothing of each link's share of the buyer's purchases"
+    )
     substitution_price_threshold: Pos = Field(1.5, description="x reference price")
     substitution_rate_per_month: NonNeg = 0.01
     substitution_decay_per_month: NonNeg = 0.002
