@@ -21,8 +21,13 @@ NonNeg = Annotated[float, Field(ge=0.0)]
 Pos = Annotated[float, Field(gt=0.0)]
 Product = Literal["concentrate", "oxide", "metal", "magnet", "scrap"]
 Role = Literal["mine", "separator", "metal_maker", "magnet_plant", "recycler"]
-STAGE_PRODUCT = {"mine": "concentrate", "separator": "oxide", "metal_maker": "metal",
-                 "magnet_plant": "magnet", "recycler": "oxide"}
+STAGE_PRODUCT = {
+    "mine": "concentrate",
+    "separator": "oxide",
+    "metal_maker": "metal",
+    "magnet_plant": "magnet",
+    "recycler": "oxide",
+}
 
 
 class _Strict(BaseModel):
@@ -54,28 +59,34 @@ class ExportRule(_Dated):
     name: str = ""
     exporter: str = "china"
     products: list[Product] = Field(default_factory=lambda: ["magnet"])
-    to_regions: list[str] = Field(default_factory=lambda: ["*"],
-                                  description="destination regions; '*' = every other region")
+    to_regions: list[str] = Field(
+        default_factory=lambda: ["*"], description="destination regions; '*' = every other region"
+    )
     requires_licence: bool = True
     processing_days: NonNeg = Field(45.0, description="mean licence review, working days")
     working_days_per_month: Pos = 21.0
     processing_sd_log: NonNeg = Field(0.35, description="log-sd of the processing time")
     validity_months: Annotated[int, Field(ge=1)] = 6
     renew_ahead_months: Annotated[int, Field(ge=0)] = Field(
-        2, description="a renewal is filed this many months before the licence expires")
+        2, description="a renewal is filed this many months before the licence expires"
+    )
     reapply_after_months: Annotated[int, Field(ge=1)] = 1
     approval_probability: Share = 0.8
     approval_probability_by_region: dict[str, Share] = Field(default_factory=dict)
     defence_approval_probability: Share = 0.0
     licence_cap_share: NonNeg | None = Field(
-        1.25, description="a licence covers contract volumes: at most this multiple of the "
-        "link's pre-control monthly flow (None: unlimited)")
+        1.25,
+        description="a licence covers contract volumes: at most this multiple of the "
+        "link's pre-control monthly flow (None: unlimited)",
+    )
     exempt_share: Share = Field(
-        0.0, description="share of the pre-control flow per link that needs no licence")
+        0.0, description="share of the pre-control flow per link that needs no licence"
+    )
     exempt_share_by_sector: dict[str, Share] = Field(
         default_factory=dict,
         description="exempt share for links to OEMs of a sector (e.g. magnets without the "
-        "controlled heavy rare earths); overrides exempt_share for those links")
+        "controlled heavy rare earths); overrides exempt_share for those links",
+    )
 
     @field_validator("exempt_share_by_sector")
     @classmethod
@@ -86,9 +97,11 @@ class ExportRule(_Dated):
         if bad:
             raise ValueError(f"unknown sector(s) {bad}; sectors are {list(SECTORS)}")
         return v
+
     quota_t_per_yr: NonNeg | None = None
     leakage_share: Share = Field(
-        0.0, description="share of quota-blocked pre-control flow that leaks out anyway")
+        0.0, description="share of quota-blocked pre-control flow that leaks out anyway"
+    )
     export_duty_share: NonNeg = 0.0
 
 
@@ -134,7 +147,8 @@ class StockpileSpec(_Dated):
     budget_usd: NonNeg
     target_days: NonNeg = Field(60.0, description="days of national use of the product")
     build_months: Annotated[float, Field(ge=1.0)] = Field(
-        6.0, description="at most target / build_months bought per month")
+        6.0, description="at most target / build_months bought per month"
+    )
     buy_below_usd_per_kg: Pos | None = Field(None, description="buy only at or below (None: any)")
     release_on_shortage: bool = True
     release_above_usd_per_kg: Pos | None = None
@@ -154,7 +168,8 @@ class VaultCandidate(_Strict):
     capacity_t_per_yr: Pos
     capex_usd_per_t_per_yr: Pos = Field(description="cost per t/yr of capacity (selection key)")
     failure_probability: list[Share] | None = Field(
-        None, description="per milestone; default the fund's")
+        None, description="per milestone; default the fund's"
+    )
 
 
 class PriceFloorSpec(_Dated):
@@ -170,13 +185,15 @@ class VaultSpec(_Dated):
 
     region: str = "usa"
     budget_usd: NonNeg
-    stages: list[Literal["separator", "metal_maker", "magnet_plant", "recycler", "mine"]] = \
-        Field(default_factory=lambda: ["separator", "metal_maker", "magnet_plant"])
+    stages: list[Literal["separator", "metal_maker", "magnet_plant", "recycler", "mine"]] = Field(
+        default_factory=lambda: ["separator", "metal_maker", "magnet_plant"]
+    )
     exclude_regions: list[str] = Field(default_factory=lambda: ["china"])
     max_capex_usd_per_t_per_yr: Pos | None = None
     milestone_share: list[Share] = Field(default_factory=lambda: [0.1, 0.4, 0.3, 0.2])
     milestone_months: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: [6, 18, 12, 6])
+        default_factory=lambda: [6, 18, 12, 6]
+    )
     failure_probability: list[Share] = Field(default_factory=lambda: [0.1, 0.1, 0.05, 0.0])
     verified_output_share: Share = Field(0.5, description="utilisation needed to verify output")
     verify_grace_months: Annotated[int, Field(ge=0)] = 12
@@ -212,8 +229,9 @@ class SubsidySpec(_Dated):
 
     region: str
     roles: list[Role] = Field(default_factory=lambda: ["magnet_plant"])
-    firms: list[str] = Field(default_factory=list, description="eligible ids (default: all "
-                             "firms of `roles` in `region`)")
+    firms: list[str] = Field(
+        default_factory=list, description="eligible ids (default: all firms of `roles` in `region`)"
+    )
     incentive_usd_per_kg: NonNeg = 0.0
     max_output_t_per_yr: NonNeg | None = None
     budget_usd: NonNeg
@@ -236,10 +254,12 @@ class ProductionQuotaSpec(_Dated):
     region: str
     role: Role
     quota_t_per_yr: NonNeg
-    by_year: list[tuple[int, NonNeg]] = Field(default_factory=list,
-                                              description="[[year, t_per_yr], ...] steps")
+    by_year: list[tuple[int, NonNeg]] = Field(
+        default_factory=list, description="[[year, t_per_yr], ...] steps"
+    )
     basis: Literal["output", "input"] = Field(
-        "output", description="'input': the quota counts input (e.g. t REO separated)")
+        "output", description="'input': the quota counts input (e.g. t REO separated)"
+    )
 
 
 # ------------------------------------------------------------------------ substitution R&D
