@@ -239,9 +239,14 @@ def _run_pool(ctx: Context, tasks: Iterator[Task], report: Report, workers: int)
     attempts: dict[int, int] = {}
     window = 4 * workers
     tasks = iter(tasks)
+    barren = 0  # pools in a row that broke before returning any result
     while True:
+        if barren >= MAX_ATTEMPTS:
+            raise RuntimeError("worker processes keep dying before finishing a run (out of "
+                               "memory? a main module without `if __name__ == '__main__'`?)")
         pool = ProcessPoolExecutor(workers, mp_context=mp, initializer=quiet_worker)
         pending: dict[Any, Task] = {}
+        n_results = 0
         try:
             broken = False
             while True:
@@ -266,8 +271,10 @@ def _run_pool(ctx: Context, tasks: Iterator[Task], report: Report, workers: int)
                         else:
                             retry.append(task)
                         continue
+                    n_results += 1
                     report(res, n)
                 if broken:
+                    barren = 0 if n_results else barren + 1
                     for task in pending.values():  # all in flight died with the pool
                         attempts[task[0]] = attempts.get(task[0], 0) + 1
                         retry.append(task)
