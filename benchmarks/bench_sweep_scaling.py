@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SPEC = """
@@ -55,26 +57,32 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--runs", type=int, default=160)
     p.add_argument("--world", default=str(ROOT / "models" / "classroom.toml"))
+    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats (median)")
     args = p.parse_args()
-    times: dict[int, float] = {}
+    times: dict[int, list[float]] = {w: [] for w in args.workers}
+    for rep in range(args.repeats):
+        for w in args.workers:
+            with tempfile.TemporaryDirectory() as tmp:
+                spec = Path(tmp) / "spec.toml"
+                spec.write_text(SPEC.format(world=args.world, n=args.runs))
+                with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, Client(cluster) as c:
+                    c.wait_for_workers(w)
+                    c.run(lambda: __import__("sim.experiments.worker"))  # warm imports
+                    t0 = time.perf_counter()
+                    s = sweep(spec, out=Path(tmp) / "out",
+                              scheduler=cluster.scheduler_address, progress=False)
+                    times[w].append(time.perf_counter() - t0)
+                assert s.n_ran == args.runs and s.n_errors == 0
+            print(json.dumps({"repeat": rep, "workers": w, "wall_s": round(times[w][-1], 2)}),
+                  flush=True)
+    w0 = args.workers[0]
+    t0 = float(np.median(times[w0]))
     for w in args.workers:
-        with tempfile.TemporaryDirectory() as tmp:
-            spec = Path(tmp) / "spec.toml"
-            spec.write_text(SPEC.format(world=args.world, n=args.runs))
-            with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                              dashboard_address=None) as cluster, Client(cluster) as c:
-                c.wait_for_workers(w)
-                c.run(lambda: __import__("sim.experiments.worker"))  # warm imports
-                t0 = time.perf_counter()
-                s = sweep(spec, out=Path(tmp) / "out", scheduler=cluster.scheduler_address,
-                          progress=False)
-                times[w] = time.perf_counter() - t0
-            assert s.n_ran == args.runs and s.n_errors == 0
-        eff = times[args.workers[0]] * args.workers[0] / (w * times[w])
-        print(json.dumps({"workers": w, "runs": args.runs, "wall_s": round(times[w], 2),
-                          "runs_per_s": round(args.runs / times[w], 2),
-                          "efficiency": round(eff, 3)}), flush=True)
-
+        tw = float(np.median(times[w]))
+        print(json.dumps({"workers": w, "runs": args.runs, "median_wall_s": round(tw, 2),
+                          "runs_per_s": round(args.runs / tw, 2),
+                          "efficiency": round(t0 * w0 / (w * tw), 3)}), flush=True)
 
 if __name__ == "__main__":
     main()

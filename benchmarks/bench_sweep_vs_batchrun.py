@@ -155,6 +155,36 @@ def run_ndsim(levels, processes: int, replicates: int, scheduler: str | None) ->
         return s.n_ran
 
 
+# ---------------------------------------------------------------------------- per run
+def per_run_cost(n: int) -> None:
+    """Both tools' per-run work in this process, interleaved (robust to machine load)."""
+    from mesa.batchrunner import _model_run_func
+
+    from sim.experiments.runner import prepare
+    from sim.experiments.worker import execute
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "spec.toml"
+        spec.write_text(SPEC.format(replicates=1, world=WORLD, l0=2, l1=2))
+        ctx = prepare(spec).ctx
+    kw = {"price_sensitivity": 6.0, "demand_growth_multiplier": 1.0}
+    t_nd, t_me = [], []
+    execute(ctx, 0, 0, dict(kw))
+    _model_run_func(BatchModel, (0, 0, {**kw, "rng": 0}), 10_000, 1)
+    for i in range(n):
+        t0 = time.perf_counter()
+        execute(ctx, i, i, dict(kw))
+        t1 = time.perf_counter()
+        _model_run_func(BatchModel, (i, 0, {**kw, "rng": i}), 10_000, 1)
+        t2 = time.perf_counter()
+        t_nd.append(t1 - t0)
+        t_me.append(t2 - t1)
+    for name, t in (("ndsim worker", t_nd), ("mesa batch_run worker", t_me)):
+        print(f"{name}: median {1e3 * np.median(t):.1f} ms, min {1e3 * np.min(t):.1f} ms "
+              f"per run ({n} runs)")
+    print(f"ratio mesa/ndsim (median): {np.median(t_me) / np.median(t_nd):.2f}")
+
+
 # ---------------------------------------------------------------------------- driver
 def one(args) -> None:
     t0 = time.perf_counter()
@@ -178,8 +208,12 @@ def main() -> None:
     p.add_argument("--replicates", type=int, default=2)
     p.add_argument("--factor", type=int, default=10, help="runs grow by this factor")
     p.add_argument("--tools", nargs="+", default=["ndsim", "mesa"])
+    p.add_argument("--per-run", type=int, metavar="N",
+                   help="instead: time N runs of each tool's worker in this process")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.per_run:
+        return per_run_cost(args.per_run)
     if args.one:
         return one(args)
     rows = []
