@@ -65,24 +65,44 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 spec = Path(tmp) / "spec.toml"
                 spec.write_text(SPEC.format(world=args.world, n=args.runs))
-                with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, Client(cluster) as c:
+                with (
+                    LocalCluster(
+                        n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None
+                    ) as cluster,
+                    Client(cluster) as c,
+                ):
                     c.wait_for_workers(w)
                     c.run(lambda: __import__("sim.experiments.worker"))  # warm imports
                     t0 = time.perf_counter()
-                    s = sweep(spec, out=Path(tmp) / "out",
-                              scheduler=cluster.scheduler_address, progress=False)
+                    s = sweep(
+                        spec,
+                        out=Path(tmp) / "out",
+                        scheduler=cluster.scheduler_address,
+                        progress=False,
+                    )
                     times[w].append(time.perf_counter() - t0)
                 assert s.n_ran == args.runs and s.n_errors == 0
-            print(json.dumps({"repeat": rep, "workers": w, "wall_s": round(times[w][-1], 2)}),
-                  flush=True)
+            print(
+                json.dumps({"repeat": rep, "workers": w, "wall_s": round(times[w][-1], 2)}),
+                flush=True,
+            )
     w0 = args.workers[0]
     t0 = float(np.median(times[w0]))
     for w in args.workers:
         tw = float(np.median(times[w]))
-        print(json.dumps({"workers": w, "runs": args.runs, "median_wall_s": round(tw, 2),
-                          "runs_per_s": round(args.runs / tw, 2),
-                          "efficiency": round(t0 * w0 / (w * tw), 3)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "workers": w,
+                    "runs": args.runs,
+                    "median_wall_s": round(tw, 2),
+                    "runs_per_s": round(args.runs / tw, 2),
+                    "efficiency": round(t0 * w0 / (w * tw), 3),
+                }
+            ),
+            flush=True,
+        )
+
 
 if __name__ == "__main__":
     main()

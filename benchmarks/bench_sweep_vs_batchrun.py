@@ -46,9 +46,13 @@ class BatchModel(SupplyChainModel):
     """The ndsim model as mesa.batch_run wants it: parameters as keyword arguments."""
 
     def __init__(self, price_sensitivity=6.0, demand_growth_multiplier=1.0, rng=None):
-        world, _ = load_world(WORLD, [
-            f"behaviour.price_sensitivity={price_sensitivity}",
-            f"behaviour.demand_growth_multiplier={demand_growth_multiplier}"])
+        world, _ = load_world(
+            WORLD,
+            [
+                f"behaviour.price_sensitivity={price_sensitivity}",
+                f"behaviour.demand_growth_multiplier={demand_growth_multiplier}",
+            ],
+        )
         super().__init__(world, rng=rng)
         nodes = self.nodes
         usa, china = nodes.regions.index("usa"), nodes.regions.index("china")
@@ -56,12 +60,14 @@ class BatchModel(SupplyChainModel):
         plants = nodes.role == ROLES.index("magnet_plant")
         self._plants = np.flatnonzero(plants)
         self._cn_plants = np.flatnonzero(plants & (nodes.region == china))
-        self.datacollector = DataCollector(model_reporters={
-            "oxide_price_world": lambda m: float(m.price_index[1][OX]),
-            "us_shortage": lambda m: float(m.state.shortage[m._us_oem].sum()),
-            "magnet_prod_china": lambda m: float(m.state.produced[m._cn_plants].sum()),
-            "magnet_prod": lambda m: float(m.state.produced[m._plants].sum()),
-        })
+        self.datacollector = DataCollector(
+            model_reporters={
+                "oxide_price_world": lambda m: float(m.price_index[1][OX]),
+                "us_shortage": lambda m: float(m.state.shortage[m._us_oem].sum()),
+                "magnet_prod_china": lambda m: float(m.state.produced[m._cn_plants].sum()),
+                "magnet_prod": lambda m: float(m.state.produced[m._plants].sum()),
+            }
+        )
 
     def step(self):
         super().step()
@@ -72,19 +78,26 @@ def run_mesa(levels, processes: int, replicates: int) -> int:
     from mesa.batchrunner import batch_run
 
     sens, dem = grid(levels)
-    data = batch_run(BatchModel, {"price_sensitivity": list(sens),
-                                  "demand_growth_multiplier": list(dem)},
-                     number_processes=processes, rng=list(range(replicates)),
-                     data_collection_period=1, max_steps=10_000, display_progress=False)
+    data = batch_run(
+        BatchModel,
+        {"price_sensitivity": list(sens), "demand_growth_multiplier": list(dem)},
+        number_processes=processes,
+        rng=list(range(replicates)),
+        data_collection_period=1,
+        max_steps=10_000,
+        display_progress=False,
+    )
     import pandas as pd
 
     df = pd.DataFrame(data)
     g = df.groupby("RunId")
-    out = pd.DataFrame({"oxide_price_world": g["oxide_price_world"].mean(),
-                        "us_shortage": g["us_shortage"].sum()})
+    out = pd.DataFrame(
+        {"oxide_price_world": g["oxide_price_world"].mean(), "us_shortage": g["us_shortage"].sum()}
+    )
     last12 = df[df["Step"] > df["Step"].max() - 12].groupby("RunId")
-    out["china_magnet_share_last_year"] = (last12["magnet_prod_china"].sum()
-                                           / last12["magnet_prod"].sum())
+    out["china_magnet_share_last_year"] = (
+        last12["magnet_prod_china"].sum() / last12["magnet_prod"].sum()
+    )
     return len(out)
 
 
@@ -148,10 +161,10 @@ def run_ndsim(levels, processes: int, replicates: int, scheduler: str | None) ->
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.toml"
-        spec.write_text(SPEC.format(replicates=replicates, world=WORLD, l0=levels[0],
-                                    l1=levels[1]))
-        s = sweep(spec, out=Path(tmp) / "out", workers=processes, scheduler=scheduler,
-                  progress=False)
+        spec.write_text(SPEC.format(replicates=replicates, world=WORLD, l0=levels[0], l1=levels[1]))
+        s = sweep(
+            spec, out=Path(tmp) / "out", workers=processes, scheduler=scheduler, progress=False
+        )
         return s.n_ran
 
 
@@ -180,8 +193,10 @@ def per_run_cost(n: int) -> None:
         t_nd.append(t1 - t0)
         t_me.append(t2 - t1)
     for name, t in (("ndsim worker", t_nd), ("mesa batch_run worker", t_me)):
-        print(f"{name}: median {1e3 * np.median(t):.1f} ms, min {1e3 * np.min(t):.1f} ms "
-              f"per run ({n} runs)")
+        print(
+            f"{name}: median {1e3 * np.median(t):.1f} ms, min {1e3 * np.min(t):.1f} ms "
+            f"per run ({n} runs)"
+        )
     print(f"ratio mesa/ndsim (median): {np.median(t_me) / np.median(t_nd):.2f}")
 
 
@@ -192,13 +207,24 @@ def one(args) -> None:
     if args.one == "mesa":
         n = run_mesa(levels, args.processes, args.replicates)
     else:
-        n = run_ndsim(levels, args.processes, args.replicates,
-                      "local" if args.one == "ndsim-dask" else None)
+        n = run_ndsim(
+            levels, args.processes, args.replicates, "local" if args.one == "ndsim-dask" else None
+        )
     wall = time.perf_counter() - t0
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"tool": args.one, "runs": n, "wall_s": wall, "runs_per_s": n / wall,
-                      "parent_peak_mib": me, "child_peak_mib": kids}))
+    print(
+        json.dumps(
+            {
+                "tool": args.one,
+                "runs": n,
+                "wall_s": wall,
+                "runs_per_s": n / wall,
+                "parent_peak_mib": me,
+                "child_peak_mib": kids,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -208,8 +234,12 @@ def main() -> None:
     p.add_argument("--replicates", type=int, default=2)
     p.add_argument("--factor", type=int, default=10, help="runs grow by this factor")
     p.add_argument("--tools", nargs="+", default=["ndsim", "mesa"])
-    p.add_argument("--per-run", type=int, metavar="N",
-                   help="instead: time N runs of each tool's worker in this process")
+    p.add_argument(
+        "--per-run",
+        type=int,
+        metavar="N",
+        help="instead: time N runs of each tool's worker in this process",
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.per_run:
@@ -220,8 +250,18 @@ def main() -> None:
     sizes = [tuple(args.levels), (args.levels[0] * args.factor, args.levels[1])]
     for lv in sizes:
         for tool in args.tools:
-            cmd = [sys.executable, __file__, "--one", tool, "--processes", str(args.processes),
-                   "--replicates", str(args.replicates), "--levels", *map(str, lv)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                tool,
+                "--processes",
+                str(args.processes),
+                "--replicates",
+                str(args.replicates),
+                "--levels",
+                *map(str, lv),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
@@ -229,8 +269,10 @@ def main() -> None:
     print("\n| tool | runs | wall s | runs/s | parent peak MiB | worker peak MiB |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['tool']} | {r['runs']} | {r['wall_s']:.1f} | {r['runs_per_s']:.2f} | "
-              f"{r['parent_peak_mib']:.0f} | {r['child_peak_mib']:.0f} |")
+        print(
+            f"| {r['tool']} | {r['runs']} | {r['wall_s']:.1f} | {r['runs_per_s']:.2f} | "
+            f"{r['parent_peak_mib']:.0f} | {r['child_peak_mib']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -68,10 +68,13 @@ prim_threshold = 3000
 """
 
 
-@pytest.mark.parametrize(("method", "n", "cols"), [
-    ("sobol", 8, ["S1", "S1_conf", "ST", "ST_conf"]),
-    ("morris", 6, ["mu", "mu_star", "mu_star_conf", "sigma"]),
-])
+@pytest.mark.parametrize(
+    ("method", "n", "cols"),
+    [
+        ("sobol", 8, ["S1", "S1_conf", "ST", "ST_conf"]),
+        ("morris", 6, ["mu", "mu_star", "mu_star_conf", "sigma"]),
+    ],
+)
 def test_analyze_writes_indices_prim_figures_report(tmp_path, method, n, cols):
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC.replace("{method}", method).replace("{n}", str(n)))
@@ -118,8 +121,9 @@ def test_outcome_reductions():
     ts = pd.DataFrame(rows, columns=["date", "metric", "product", "region", "sector", "value"])
 
     def o(**kw):
-        return compute_outcome(ts, OutcomeSpec(name="x", metric="production_t",
-                                               product="magnet", **kw))
+        return compute_outcome(
+            ts, OutcomeSpec(name="x", metric="production_t", product="magnet", **kw)
+        )
 
     assert o(region="usa", reduce="sum") == sum(1.0 + k for k in range(24))
     assert o(reduce="last") == (9 + 23) + (1 + 23)

@@ -110,8 +110,9 @@ def reference(tmp_path_factory) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
 def _spec(method: str, n: int | None, D: int = 3, **design) -> SweepSpec:
     params = [{"path": f"behaviour.p{k}", "low": 0.0, "high": 1.0} for k in range(D)]
     d = {"method": method, **({"n": n} if n is not None else {}), **design}
-    return SweepSpec.model_validate({"name": "x", "base": {"world": "w.toml"}, "design": d,
-                                     "parameters": params})
+    return SweepSpec.model_validate(
+        {"name": "x", "base": {"world": "w.toml"}, "design": d, "parameters": params}
+    )
 
 
 @pytest.mark.parametrize("second", [True, False])
@@ -185,24 +186,23 @@ def test_process_pool_matches_serial(reference, tmp_path):
 def dask_cluster():
     from distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
     yield cluster
     cluster.close()
 
 
 def test_dask_localcluster_matches_serial(reference, tmp_path, dask_cluster):
     spec, runs, ts = reference
-    s = sweep(spec, out=tmp_path / "o", scheduler=dask_cluster.scheduler_address,
-              progress=False)
+    s = sweep(spec, out=tmp_path / "o", scheduler=dask_cluster.scheduler_address, progress=False)
     assert s.backend.startswith("dask(")
     r2, t2 = frames(tmp_path / "o")
     pd.testing.assert_frame_equal(runs, r2)
     pd.testing.assert_frame_equal(ts, t2)
 
 
-def test_killing_a_dask_worker_mid_sweep_completes_every_run(reference, tmp_path,
-                                                              dask_cluster):
+def test_killing_a_dask_worker_mid_sweep_completes_every_run(reference, tmp_path, dask_cluster):
     from distributed import Client
 
     spec, runs, ts = reference
@@ -219,8 +219,13 @@ def test_killing_a_dask_worker_mid_sweep_completes_every_run(reference, tmp_path
             os.kill(pid, signal.SIGKILL)
             state["killed"] = pid
 
-    s = sweep(spec, out=tmp_path / "o", scheduler=dask_cluster.scheduler_address,
-              progress=False, on_result=on_result)
+    s = sweep(
+        spec,
+        out=tmp_path / "o",
+        scheduler=dask_cluster.scheduler_address,
+        progress=False,
+        on_result=on_result,
+    )
     assert state["killed"] is not None and state["after"] >= 10
     assert s.n_errors == 0
     r2, t2 = frames(tmp_path / "o")
@@ -236,8 +241,9 @@ def test_killing_a_pool_worker_retries_its_runs(reference, tmp_path):
     def on_result(row):
         state["n"] += 1
         if state["n"] == 4 and not state["killed"]:
-            kids = [p for p in multiprocessing.active_children()
-                    if p.is_alive() and p.pid not in before]
+            kids = [
+                p for p in multiprocessing.active_children() if p.is_alive() and p.pid not in before
+            ]
             assert kids
             os.kill(kids[0].pid, signal.SIGKILL)
             state["killed"] = True
@@ -286,9 +292,23 @@ def test_resume_after_kill_loses_and_duplicates_nothing(reference, tmp_path):
     text = Path(spec).read_text().replace("chunk_runs = 3", "chunk_runs = 2")
     spec2 = write_spec(tmp_path, text)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", "sweep", str(spec2), "--out", str(out),
-         "--workers", "1", "--no-progress"], cwd=ROOT, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "sim.cli",
+            "sweep",
+            str(spec2),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -341,23 +361,36 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(reference, tmp_path, mo
     assert failed["error"].str.startswith("FloatingPointError: diverged").all()
     assert failed["oxide_price_world"].isna().all()
     ok = got[got["status"] == "ok"]
-    assert np.allclose(ok["oxide_price_world"],
-                       runs.set_index("run_id").loc[ok["run_id"], "oxide_price_world"])
+    assert np.allclose(
+        ok["oxide_price_world"], runs.set_index("run_id").loc[ok["run_id"], "oxide_price_world"]
+    )
 
 
 # ------------------------------------------------------------------------------ bad specs
 BAD = [
-    ("[design]\nmethod = \"lhs\"\nn = 8\nseed = 3", "[design]\nmethod = \"sobol\"\nn = 10",
-     ["design: ", "power of 2", "try 8 or 16"]),
-    ("[design]\nmethod = \"lhs\"", "[design]\nmethd = \"lhs\"",
-     ["design.methd: unknown key; did you mean 'design.method'?"]),
-    ('distribution = "triangular"\nlow = 0.5\nmode = 1.0', 'distribution = "triangular"\nlow = 0.5',
-     ["parameters[1]", "needs 'mode'"]),
+    (
+        '[design]\nmethod = "lhs"\nn = 8\nseed = 3',
+        '[design]\nmethod = "sobol"\nn = 10',
+        ["design: ", "power of 2", "try 8 or 16"],
+    ),
+    (
+        '[design]\nmethod = "lhs"',
+        '[design]\nmethd = "lhs"',
+        ["design.methd: unknown key; did you mean 'design.method'?"],
+    ),
+    (
+        'distribution = "triangular"\nlow = 0.5\nmode = 1.0',
+        'distribution = "triangular"\nlow = 0.5',
+        ["parameters[1]", "needs 'mode'"],
+    ),
     ("low = 3.0\nhigh = 9.0", "low = 9.0\nhigh = 3.0", ["parameters[0]", "must be below high"]),
     ('reduce = "mean"', 'reduce = "median"', ["outcomes[0].reduce", "'sum'"]),
     ("replicates = 2", "replicates = 0", ["replicates", "greater than or equal to 1"]),
-    ('distribution = "choice"\nvalues = [0, 2]', 'distribution = "choice"\nvalues = []',
-     ["parameters[2]", "non-empty 'values'"]),
+    (
+        'distribution = "choice"\nvalues = [0, 2]',
+        'distribution = "choice"\nvalues = []',
+        ["parameters[2]", "non-empty 'values'"],
+    ),
 ]
 
 
@@ -374,8 +407,9 @@ def test_bad_specs_get_clear_errors(tmp_path, old, new, expect):
 
 
 def test_parameter_path_typo_is_caught_before_running(tmp_path):
-    p = write_spec(tmp_path, SPEC.replace("behaviour.price_sensitivity",
-                                          "behaviour.price_sensitivty"))
+    p = write_spec(
+        tmp_path, SPEC.replace("behaviour.price_sensitivity", "behaviour.price_sensitivty")
+    )
     with pytest.raises(UserError) as exc:
         sweep(p, out=tmp_path / "o", workers=1, progress=False)
     text = str(exc.value)
@@ -407,11 +441,22 @@ def test_slurm_cluster_from_spec():
     pytest.importorskip("dask_jobqueue")
     from sim.experiments.runner import make_slurm_cluster
 
-    spec = SweepSpec.model_validate({
-        "name": "x", "base": {"world": "w.toml"}, "design": {"method": "lhs", "n": 2},
-        "parameters": [{"path": "a.b", "low": 0, "high": 1}],
-        "cluster": {"jobs": 4, "cores": 16, "memory": "48GB", "walltime": "04:00:00",
-                    "queue": "compute", "account": "proj42"}})
+    spec = SweepSpec.model_validate(
+        {
+            "name": "x",
+            "base": {"world": "w.toml"},
+            "design": {"method": "lhs", "n": 2},
+            "parameters": [{"path": "a.b", "low": 0, "high": 1}],
+            "cluster": {
+                "jobs": 4,
+                "cores": 16,
+                "memory": "48GB",
+                "walltime": "04:00:00",
+                "queue": "compute",
+                "account": "proj42",
+            },
+        }
+    )
     cluster = make_slurm_cluster(spec)
     try:
         script = cluster.job_script()

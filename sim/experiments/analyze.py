@@ -57,8 +57,9 @@ def row_means(spec: SweepSpec, runs: pd.DataFrame, n_rows: int, outcome: str) ->
     return y.to_numpy(float)
 
 
-def sensitivity(spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame
-                ) -> tuple[pd.DataFrame, list[str]]:
+def sensitivity(
+    spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame
+) -> tuple[pd.DataFrame, list[str]]:
     """Sobol or Morris indices per outcome (empty for grid and LHS designs)."""
     from sim.experiments.design import salib_problem
 
@@ -73,8 +74,10 @@ def sensitivity(spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame
     for o in spec.outcomes:
         y = row_means(spec, runs, n_rows, o.name)
         if np.isnan(y).any():
-            notes.append(f"{o.name}: {int(np.isnan(y).sum())} design rows lack results "
-                         "(failed or missing runs); indices skipped")
+            notes.append(
+                f"{o.name}: {int(np.isnan(y).sum())} design rows lack results "
+                "(failed or missing runs); indices skipped"
+            )
             continue
         if np.nanstd(y) == 0:
             notes.append(f"{o.name}: constant across runs ({y[0]:.4g}); indices skipped")
@@ -84,22 +87,48 @@ def sensitivity(spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame
             if method == "sobol":
                 from SALib.analyze import sobol
 
-                si = sobol.analyze(problem, y, calc_second_order=spec.design.calc_second_order,
-                                   num_resamples=200, conf_level=0.95, seed=0)
+                si = sobol.analyze(
+                    problem,
+                    y,
+                    calc_second_order=spec.design.calc_second_order,
+                    num_resamples=200,
+                    conf_level=0.95,
+                    seed=0,
+                )
                 for k, name in enumerate(problem["names"]):
-                    rows.append({"outcome": o.name, "parameter": name,
-                                 "S1": si["S1"][k], "S1_conf": si["S1_conf"][k],
-                                 "ST": si["ST"][k], "ST_conf": si["ST_conf"][k]})
+                    rows.append(
+                        {
+                            "outcome": o.name,
+                            "parameter": name,
+                            "S1": si["S1"][k],
+                            "S1_conf": si["S1_conf"][k],
+                            "ST": si["ST"][k],
+                            "ST_conf": si["ST_conf"][k],
+                        }
+                    )
             else:
                 from SALib.analyze import morris
 
-                si = morris.analyze(problem, X, y, num_levels=spec.design.num_levels,
-                                    num_resamples=200, conf_level=0.95, seed=0)
+                si = morris.analyze(
+                    problem,
+                    X,
+                    y,
+                    num_levels=spec.design.num_levels,
+                    num_resamples=200,
+                    conf_level=0.95,
+                    seed=0,
+                )
                 for k, name in enumerate(problem["names"]):
-                    rows.append({"outcome": o.name, "parameter": name,
-                                 "mu": si["mu"][k], "mu_star": si["mu_star"][k],
-                                 "mu_star_conf": si["mu_star_conf"][k],
-                                 "sigma": si["sigma"][k]})
+                    rows.append(
+                        {
+                            "outcome": o.name,
+                            "parameter": name,
+                            "mu": si["mu"][k],
+                            "mu_star": si["mu_star"][k],
+                            "mu_star_conf": si["mu_star_conf"][k],
+                            "sigma": si["sigma"][k],
+                        }
+                    )
     return pd.DataFrame(rows), notes
 
 
@@ -174,10 +203,8 @@ def _fig_fans(out: Path, spec: SweepSpec, fig_dir: Path, max_series: int = 12) -
                 return files
             fig, ax = plt.subplots(figsize=(6, 3))
             d = grp["date"]
-            ax.fill_between(d, grp["p5"], grp["p95"], alpha=0.25, color="#4a7ab5",
-                            label="5-95%")
-            ax.fill_between(d, grp["p25"], grp["p75"], alpha=0.45, color="#4a7ab5",
-                            label="25-75%")
+            ax.fill_between(d, grp["p5"], grp["p95"], alpha=0.25, color="#4a7ab5", label="5-95%")
+            ax.fill_between(d, grp["p25"], grp["p75"], alpha=0.45, color="#4a7ab5", label="25-75%")
             ax.plot(d, grp["p50"], color="#1b3d6d", label="median")
             label = " / ".join(x for x in key if x)
             ax.set_title(f"{metric}: {label}", fontsize=9)
@@ -199,8 +226,9 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     return "\n".join(lines)
 
 
-def analyze(out: str | Path, *, prim: tuple[str, float, bool] | None = None,
-            figures: bool = True) -> Path:
+def analyze(
+    out: str | Path, *, prim: tuple[str, float, bool] | None = None, figures: bool = True
+) -> Path:
     """Analyse a sweep directory and write ``analysis/report.md``.
 
     Args:
@@ -221,15 +249,24 @@ def analyze(out: str | Path, *, prim: tuple[str, float, bool] | None = None,
     fig_dir = adir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     n_ok = int((runs["status"] == "ok").sum())
-    lines = [f"# Sweep report: {spec.name}", "", spec.description, "",
-             f"- design: {spec.design.method}, {len(design)} rows x {spec.replicates} "
-             f"replicate(s) = {info['n_runs']} runs",
-             f"- runs on disk: {len(runs)} ({n_ok} ok, {len(runs) - n_ok} failed)",
-             f"- base world: `{info['world_file']}`; overrides: {spec.base.overrides or 'none'}",
-             f"- root seed {spec.seed}; fingerprint `{info['fingerprint'][:12]}`", ""]
+    lines = [
+        f"# Sweep report: {spec.name}",
+        "",
+        spec.description,
+        "",
+        f"- design: {spec.design.method}, {len(design)} rows x {spec.replicates} "
+        f"replicate(s) = {info['n_runs']} runs",
+        f"- runs on disk: {len(runs)} ({n_ok} ok, {len(runs) - n_ok} failed)",
+        f"- base world: `{info['world_file']}`; overrides: {spec.base.overrides or 'none'}",
+        f"- root seed {spec.seed}; fingerprint `{info['fingerprint'][:12]}`",
+        "",
+    ]
     if len(runs) < info["n_runs"]:
-        lines += [f"**Incomplete sweep**: {info['n_runs'] - len(runs)} runs missing "
-                  "(run `ndsim sweep --resume`).", ""]
+        lines += [
+            f"**Incomplete sweep**: {info['n_runs'] - len(runs)} runs missing "
+            "(run `ndsim sweep --resume`).",
+            "",
+        ]
     failed = runs[runs["status"] != "ok"]
     if len(failed):
         top = failed["error"].str.slice(0, 120).value_counts().head(5)
@@ -246,8 +283,11 @@ def analyze(out: str | Path, *, prim: tuple[str, float, bool] | None = None,
     idx, notes = sensitivity(spec, design, runs)
     if not idx.empty:
         idx.to_csv(adir / "indices.csv", index=False)
-        title = "Sobol indices (S1, ST; 95% CI)" if spec.design.method == "sobol" else \
-            "Morris screening (mu*, sigma)"
+        title = (
+            "Sobol indices (S1, ST; 95% CI)"
+            if spec.design.method == "sobol"
+            else "Morris screening (mu*, sigma)"
+        )
         lines += [f"## {title}", ""]
         for outcome, grp in idx.groupby("outcome", sort=False):
             lines += [f"### {outcome}", "", _md_table(grp.drop(columns="outcome")), ""]
@@ -257,8 +297,11 @@ def analyze(out: str | Path, *, prim: tuple[str, float, bool] | None = None,
     # scenario discovery
     if prim is None and spec.analysis.prim_outcome is not None:
         if spec.analysis.prim_threshold is not None:
-            prim = (spec.analysis.prim_outcome, spec.analysis.prim_threshold,
-                    spec.analysis.prim_above)
+            prim = (
+                spec.analysis.prim_outcome,
+                spec.analysis.prim_threshold,
+                spec.analysis.prim_above,
+            )
     if prim is not None:
         lines += _prim_section(spec, runs, prim, adir)
 
@@ -276,31 +319,48 @@ def analyze(out: str | Path, *, prim: tuple[str, float, bool] | None = None,
     return report
 
 
-def _prim_section(spec: SweepSpec, runs: pd.DataFrame, prim_arg: tuple[str, float, bool],
-                  adir: Path) -> list[str]:
+def _prim_section(
+    spec: SweepSpec, runs: pd.DataFrame, prim_arg: tuple[str, float, bool], adir: Path
+) -> list[str]:
     from sim.experiments.prim import prim
 
     outcome, thr, above = prim_arg
     if outcome not in [o.name for o in spec.outcomes]:
-        raise UserError(f"--prim: no outcome {outcome!r}; outcomes are "
-                        f"{[o.name for o in spec.outcomes]}")
+        raise UserError(
+            f"--prim: no outcome {outcome!r}; outcomes are {[o.name for o in spec.outcomes]}"
+        )
     ok = runs[(runs["status"] == "ok") & runs[outcome].notna()]
     cols = [p.column for p in spec.parameters]
     y = (ok[outcome] > thr) if above else (ok[outcome] < thr)
     head = [f"## Scenario discovery (PRIM): {outcome} {'>' if above else '<'} {thr:g}", ""]
     if y.sum() == 0 or y.all():
-        return head + [f"{int(y.sum())} of {len(y)} runs are cases of interest: "
-                       "no box to find.", ""]
+        return head + [
+            f"{int(y.sum())} of {len(y)} runs are cases of interest: no box to find.",
+            "",
+        ]
     res = prim(ok[cols].reset_index(drop=True), y.to_numpy())
     traj = res.trajectory_frame()
     traj.to_csv(adir / "prim.csv", index=False)
     b = res.box
-    lim = pd.DataFrame([{"parameter": c, "low": lo, "high": hi,
-                         "range_low": res.bounds[c][0], "range_high": res.bounds[c][1]}
-                        for c, (lo, hi) in res.restricted().items()])
+    lim = pd.DataFrame(
+        [
+            {
+                "parameter": c,
+                "low": lo,
+                "high": hi,
+                "range_low": res.bounds[c][0],
+                "range_high": res.bounds[c][1],
+            }
+            for c, (lo, hi) in res.restricted().items()
+        ]
+    )
     return head + [
         f"{int(y.sum())} of {len(y)} runs are cases of interest (base density "
         f"{res.base_density:.2f}). Chosen box {res.chosen} of {len(traj)}: coverage "
-        f"{b.coverage:.2f}, density {b.density:.2f}, mass {b.mass:.2f}.", "",
-        _md_table(lim) if len(lim) else "(the box restricts no parameter)", "",
-        "Peeling trajectory: `analysis/prim.csv`.", ""]
+        f"{b.coverage:.2f}, density {b.density:.2f}, mass {b.mass:.2f}.",
+        "",
+        _md_table(lim) if len(lim) else "(the box restricts no parameter)",
+        "",
+        "Peeling trajectory: `analysis/prim.csv`.",
+        "",
+    ]

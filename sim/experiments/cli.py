@@ -23,10 +23,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from sim.experiments.runner import sweep
 
     _sigterm_as_interrupt()
-    s = sweep(args.spec, out=args.out, workers=args.workers, scheduler=args.scheduler,
-              resume=args.resume, progress=not args.no_progress, limit=args.limit)
-    print(f"{s.out}: {s.n_ran} runs done now, {s.n_skipped} before, {s.n_runs} in the design; "
-          f"{s.n_errors} errors; {s.wall_seconds:.1f} s on {s.backend}")
+    s = sweep(
+        args.spec,
+        out=args.out,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        resume=args.resume,
+        progress=not args.no_progress,
+        limit=args.limit,
+    )
+    print(
+        f"{s.out}: {s.n_ran} runs done now, {s.n_skipped} before, {s.n_runs} in the design; "
+        f"{s.n_errors} errors; {s.wall_seconds:.1f} s on {s.backend}"
+    )
     if s.n_skipped + s.n_ran < s.n_runs:
         print(f"incomplete: run again with --resume --out {s.out}")
     return 0
@@ -51,11 +60,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sweep", help="run a parameter sweep (experiments/sweep_*.toml)")
     s.add_argument("spec", help="sweep spec TOML")
     s.add_argument("--out", help="output directory (default runs/sweeps/<name>)")
-    s.add_argument("--workers", type=int, default=None,
-                   help="local worker processes (default: all cores; 1: in this process)")
-    s.add_argument("--scheduler", metavar="ADDRESS",
-                   help="tcp://host:port of a Dask scheduler, or 'local' for a Dask "
-                        "LocalCluster with --workers workers")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes (default: all cores; 1: in this process)",
+    )
+    s.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="tcp://host:port of a Dask scheduler, or 'local' for a Dask "
+        "LocalCluster with --workers workers",
+    )
     s.add_argument("--resume", action="store_true", help="complete an interrupted sweep")
     s.add_argument("--limit", type=int, help="run at most this many runs now")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -63,8 +79,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     a = sub.add_parser("analyze", help="sensitivity analysis, PRIM, figures and report")
     a.add_argument("dir", help="a sweep output directory")
-    a.add_argument("--prim", metavar="OUTCOME>THRESHOLD",
-                   help="scenario discovery for runs with OUTCOME above (>) or below (<) "
-                        "THRESHOLD (default: the spec's [analysis])")
+    a.add_argument(
+        "--prim",
+        metavar="OUTCOME>THRESHOLD",
+        help="scenario discovery for runs with OUTCOME above (>) or below (<) "
+        "THRESHOLD (default: the spec's [analysis])",
+    )
     a.add_argument("--no-figures", action="store_true")
     a.set_defaults(func=cmd_analyze)

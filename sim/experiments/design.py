@@ -53,8 +53,7 @@ def unit_sample(spec: SweepSpec) -> np.ndarray:
         if d.method == "sobol":
             from SALib.sample import sobol
 
-            return sobol.sample(problem, d.n, calc_second_order=d.calc_second_order,
-                                seed=d.seed)
+            return sobol.sample(problem, d.n, calc_second_order=d.calc_second_order, seed=d.seed)
         from SALib.sample import morris
 
         return morris.sample(problem, d.n, num_levels=d.num_levels, seed=d.seed)
@@ -111,8 +110,9 @@ def run_seed(root: int, run_id: int) -> int:
 def make_design(spec: SweepSpec) -> Design:
     """Draw the design and enumerate its runs."""
     unit = unit_sample(spec)
-    values = pd.DataFrame({p.column: to_value(p, unit[:, k])
-                           for k, p in enumerate(spec.parameters)})
+    values = pd.DataFrame(
+        {p.column: to_value(p, unit[:, k]) for k, p in enumerate(spec.parameters)}
+    )
     R = spec.replicates
     n_rows = unit.shape[0]
     run_id = np.arange(n_rows * R, dtype=np.int64)

@@ -22,8 +22,16 @@ from sim.world import PRODUCTS, SECTORS
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
 
-FAST_METRICS = frozenset({"price_usd_per_kg", "production_t", "consumption_t",
-                          "capacity_t_per_yr", "demand_t", "shortage_t"})
+FAST_METRICS = frozenset(
+    {
+        "price_usd_per_kg",
+        "production_t",
+        "consumption_t",
+        "capacity_t_per_yr",
+        "demand_t",
+        "shortage_t",
+    }
+)
 
 
 def fast_timeseries(model: SupplyChainModel, metrics: set[str]) -> pd.DataFrame | None:
@@ -55,8 +63,9 @@ def fast_timeseries(model: SupplyChainModel, metrics: set[str]) -> pd.DataFrame 
     if "production_t" in metrics:
         by_prod_region(rec.produced, s.out_product, "production_t")
         mask = (nodes.role == ROLES.index("magnet_plant")) | (nodes.role == ROLES.index("recycler"))
-        by_prod_region(rec.swarf + rec.collected,
-                       np.where(mask, PRODUCTS.index("scrap"), -1), "production_t")
+        by_prod_region(
+            rec.swarf + rec.collected, np.where(mask, PRODUCTS.index("scrap"), -1), "production_t"
+        )
     if "consumption_t" in metrics:
         by_prod_region(rec.consumed, s.in_product, "consumption_t")
     if "capacity_t_per_yr" in metrics:
@@ -73,8 +82,9 @@ def fast_timeseries(model: SupplyChainModel, metrics: set[str]) -> pd.DataFrame 
         labels = [("magnet", regions[k // S], SECTORS[k % S]) for k in present]
         for metric, arr in (("demand_t", rec.demand), ("shortage_t", rec.shortage)):
             if metric in metrics:
-                blocks.append(_block(dates, metric, labels,
-                                     _group(arr[:T, oem], remap, present.size)))
+                blocks.append(
+                    _block(dates, metric, labels, _group(arr[:T, oem], remap, present.size))
+                )
     ts = pd.concat(blocks, ignore_index=True)[TS_COLUMNS]
     for col in ("metric", "product", "region", "sector"):
         ts[col] = ts[col].astype(str)

@@ -70,8 +70,9 @@ def compute_outcome(ts: pd.DataFrame, o: OutcomeSpec) -> float:
     """
     sel = select(ts, o)
     if sel.empty:
-        raise OutcomeError(f"outcome {o.name!r} selects no rows ({_describe(o)}); "
-                           f"{_available(ts, o)}")
+        raise OutcomeError(
+            f"outcome {o.name!r} selects no rows ({_describe(o)}); {_available(ts, o)}"
+        )
     if o.reduce == "share":
         den = select(ts, o, release=tuple(o.share_of))["value"].sum()
         num = sel["value"].sum()

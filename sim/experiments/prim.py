@@ -51,15 +51,29 @@ class PrimResult:
 
     def trajectory_frame(self) -> pd.DataFrame:
         """The trajectory as a table (one row per box)."""
-        return pd.DataFrame([{"box": k, "coverage": b.coverage, "density": b.density,
-                              "mass": b.mass, "n": b.n,
-                              "restricted": len([c for c, v in b.limits.items()
-                                                 if v != self.bounds[c]])}
-                             for k, b in enumerate(self.trajectory)])
+        return pd.DataFrame(
+            [
+                {
+                    "box": k,
+                    "coverage": b.coverage,
+                    "density": b.density,
+                    "mass": b.mass,
+                    "n": b.n,
+                    "restricted": len([c for c, v in b.limits.items() if v != self.bounds[c]]),
+                }
+                for k, b in enumerate(self.trajectory)
+            ]
+        )
 
 
-def prim(x: pd.DataFrame, y: np.ndarray, *, alpha: float = 0.05, min_mass: float = 0.05,
-         min_coverage: float = 0.5) -> PrimResult:
+def prim(
+    x: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    alpha: float = 0.05,
+    min_mass: float = 0.05,
+    min_coverage: float = 0.5,
+) -> PrimResult:
     """Find a box in parameter space where cases of interest (``y`` true) concentrate.
 
     Args:
@@ -74,10 +88,18 @@ def prim(x: pd.DataFrame, y: np.ndarray, *, alpha: float = 0.05, min_mass: float
     """
     y = np.asarray(y, dtype=bool)
     cols = list(x.columns)
-    X = np.column_stack([
-        x[c].to_numpy(float) if pd.api.types.is_numeric_dtype(x[c])
-        else pd.Categorical(x[c]).codes.astype(float) for c in cols
-    ]) if cols else np.zeros((len(y), 0))
+    X = (
+        np.column_stack(
+            [
+                x[c].to_numpy(float)
+                if pd.api.types.is_numeric_dtype(x[c])
+                else pd.Categorical(x[c]).codes.astype(float)
+                for c in cols
+            ]
+        )
+        if cols
+        else np.zeros((len(y), 0))
+    )
     n, total = len(y), max(int(y.sum()), 1)
     lo, hi = X.min(axis=0), X.max(axis=0)
     bounds = {c: (float(lo[k]), float(hi[k])) for k, c in enumerate(cols)}
@@ -86,10 +108,15 @@ def prim(x: pd.DataFrame, y: np.ndarray, *, alpha: float = 0.05, min_mass: float
 
     def record() -> None:
         m = int(inside.sum())
-        res.trajectory.append(PrimBox(
-            limits={c: (float(lo[k]), float(hi[k])) for k, c in enumerate(cols)},
-            coverage=float(y[inside].sum() / total), density=float(y[inside].mean()) if m else 0,
-            mass=m / n, n=m))
+        res.trajectory.append(
+            PrimBox(
+                limits={c: (float(lo[k]), float(hi[k])) for k, c in enumerate(cols)},
+                coverage=float(y[inside].sum() / total),
+                density=float(y[inside].mean()) if m else 0,
+                mass=m / n,
+                n=m,
+            )
+        )
 
     record()
     while inside.sum() > min_mass * n:

@@ -82,15 +82,19 @@ class ResultSink:
         df = pd.DataFrame(rows)
         ids = df["run_id"].to_numpy(np.int64)
         meta = self.design.runs.set_index("run_id").loc[ids]
-        out = pd.DataFrame({"run_id": ids, "row": meta["row"].to_numpy(np.int64),
-                            "replicate": meta["replicate"].to_numpy(np.int64),
-                            "seed": meta["seed"].to_numpy(np.int64)})
+        out = pd.DataFrame(
+            {
+                "run_id": ids,
+                "row": meta["row"].to_numpy(np.int64),
+                "replicate": meta["replicate"].to_numpy(np.int64),
+                "seed": meta["seed"].to_numpy(np.int64),
+            }
+        )
         vals = self.design.values.iloc[out["row"].to_numpy()].reset_index(drop=True)
         for c in self.param_cols:
             out[c] = vals[c].to_numpy()
         for c in self.outcome_cols:
-            out[c] = (df[c].astype("float64").to_numpy() if c in df
-                      else np.full(len(df), np.nan))
+            out[c] = df[c].astype("float64").to_numpy() if c in df else np.full(len(df), np.nan)
         out["status"] = df["status"].astype(str).to_numpy()
         out["error"] = df["error"].fillna("").astype(str).to_numpy()
         out["wall_seconds"] = df["wall_seconds"].astype("float64").to_numpy()
@@ -109,8 +113,10 @@ class ResultSink:
                 tbl = pa.Table.from_pandas(grp.drop(columns="metric"), preserve_index=False)
                 _atomic_write(tbl, self.out / "timeseries" / f"metric={metric}" / name)
         runs = self.runs_frame(self.rows)
-        _atomic_write(pa.Table.from_pandas(runs, preserve_index=False),
-                      self.out / "parts" / f"runs-{self.part:05d}.parquet")
+        _atomic_write(
+            pa.Table.from_pandas(runs, preserve_index=False),
+            self.out / "parts" / f"runs-{self.part:05d}.parquet",
+        )
         self.n_written += len(self.rows)
         self.part += 1
         self.rows, self.ts = [], []
@@ -164,8 +170,11 @@ def prepare(spec_path: str | Path) -> Prepared:
     if design.unit.shape[0] != n:  # pragma: no cover - guards SALib changes
         raise RuntimeError(f"design has {design.unit.shape[0]} rows, expected {n}")
     ctx = Context(
-        key=spec.fingerprint(), world_raw=raw, world_file=str(world_path),
-        start=spec.base.start, end=spec.base.end,
+        key=spec.fingerprint(),
+        world_raw=raw,
+        world_file=str(world_path),
+        start=spec.base.start,
+        end=spec.base.end,
         param_paths={p.column: p.path for p in spec.parameters},
         outcomes=[o.model_dump(mode="json") for o in spec.outcomes],
         keep=[k.model_dump(mode="json") for k in spec.keep],
@@ -173,9 +182,14 @@ def prepare(spec_path: str | Path) -> Prepared:
     problems = []
     for k, p in enumerate(spec.parameters):
         col = design.values[p.column]
-        rows = sorted(set(col.drop_duplicates().index[:20]) | (
-            {int(col.to_numpy(float).argmin()), int(col.to_numpy(float).argmax())}
-            if p.distribution != "choice" else set()))
+        rows = sorted(
+            set(col.drop_duplicates().index[:20])
+            | (
+                {int(col.to_numpy(float).argmin()), int(col.to_numpy(float).argmax())}
+                if p.distribution != "choice"
+                else set()
+            )
+        )
         for row in rows:
             try:
                 build_world(ctx, {p.column: run_params(spec, design, row)[p.column]})
@@ -184,8 +198,9 @@ def prepare(spec_path: str | Path) -> Prepared:
                 problems.append(f"parameters[{k}] ({p.path}): {detail}")
                 break
     if problems:
-        raise UserError("parameters do not fit the base world", file=str(spec_path),
-                        problems=problems)
+        raise UserError(
+            "parameters do not fit the base world", file=str(spec_path), problems=problems
+        )
     return Prepared(spec=spec, spec_path=Path(spec_path), design=design, ctx=ctx)
 
 
@@ -209,8 +224,7 @@ def _write_header(prep: Prepared, out: Path) -> None:
     (out / "sweep.json").write_text(json.dumps(info, indent=2, default=str))
     shutil.copyfile(prep.spec_path, out / "spec.toml")
     unit = pd.DataFrame(prep.design.unit, columns=[f"u_{p.column}" for p in spec.parameters])
-    des = pd.concat([pd.DataFrame({"row": np.arange(len(unit))}), unit, prep.design.values],
-                    axis=1)
+    des = pd.concat([pd.DataFrame({"row": np.arange(len(unit))}), unit, prep.design.values], axis=1)
     _atomic_write(pa.Table.from_pandas(des, preserve_index=False), out / "design.parquet")
 
 
@@ -225,8 +239,10 @@ def _run_serial(ctx: Context, tasks: Iterator[Task], report: Report) -> None:
 
 
 def _lost(run_id: int, why: str) -> dict[str, Any]:
-    return {"row": {"run_id": run_id, "status": "error", "error": why, "wall_seconds": 0.0},
-            "ts": None}
+    return {
+        "row": {"run_id": run_id, "status": "error", "error": why, "wall_seconds": 0.0},
+        "ts": None,
+    }
 
 
 def _run_pool(ctx: Context, tasks: Iterator[Task], report: Report, workers: int) -> None:
@@ -242,8 +258,10 @@ def _run_pool(ctx: Context, tasks: Iterator[Task], report: Report, workers: int)
     barren = 0  # pools in a row that broke before returning any result
     while True:
         if barren >= MAX_ATTEMPTS:
-            raise RuntimeError("worker processes keep dying before finishing a run (out of "
-                               "memory? a main module without `if __name__ == '__main__'`?)")
+            raise RuntimeError(
+                "worker processes keep dying before finishing a run (out of "
+                "memory? a main module without `if __name__ == '__main__'`?)"
+            )
         pool = ProcessPoolExecutor(workers, mp_context=mp, initializer=quiet_worker)
         pending: dict[Any, Task] = {}
         n_results = 0
@@ -308,8 +326,13 @@ def _run_dask(ctx: Context, tasks: Iterator[Task], report: Report, client: Any) 
     retry: list[Task] = []
 
     def submit(task: Task) -> None:
-        fut = client.submit(execute, ctx, *task, key=f"ndsim-{ctx.key[:10]}-{task[0]}-"
-                            f"{attempts.get(task[0], 0)}", pure=False)
+        fut = client.submit(
+            execute,
+            ctx,
+            *task,
+            key=f"ndsim-{ctx.key[:10]}-{task[0]}-{attempts.get(task[0], 0)}",
+            pure=False,
+        )
         pending[fut] = task
         ac.add(fut)
 
@@ -357,10 +380,14 @@ def make_slurm_cluster(spec: SweepSpec) -> Any:
         raise UserError("[cluster] needs dask-jobqueue: pip install 'ndsim[cluster]'") from None
     c = spec.cluster
     assert c is not None
-    kw: dict[str, Any] = {"cores": c.cores, "memory": c.memory, "walltime": c.walltime,
-                          "processes": c.processes or c.cores,
-                          "job_extra_directives": c.job_extra_directives,
-                          "job_script_prologue": c.job_script_prologue}
+    kw: dict[str, Any] = {
+        "cores": c.cores,
+        "memory": c.memory,
+        "walltime": c.walltime,
+        "processes": c.processes or c.cores,
+        "job_extra_directives": c.job_extra_directives,
+        "job_script_prologue": c.job_script_prologue,
+    }
     for k in ("queue", "account", "local_directory"):
         if getattr(c, k) is not None:
             kw[k] = getattr(c, k)
@@ -400,7 +427,7 @@ def sweep(
         workers: Local worker processes (default: CPU count; 1 runs in this process).
         scheduler: ``tcp://host:port`` of a Dask scheduler, ``local`` for a Dask
             LocalCluster with ``workers`` workers, or None for the local process pool (or
-            the spec's ``[cluster]`` when it has one).
+            the spec's ``[cluster]`` when it has one and ``workers`` is not given).
         resume: Complete an interrupted sweep in ``out``.
         progress: Show a progress bar with ETA on stderr.
         on_result: Called with each run's result row as it arrives (tests, monitoring).
@@ -419,11 +446,14 @@ def sweep(
             raise UserError(f"--resume: {out} holds no sweep (no sweep.json)")
         old = json.loads(info_path.read_text()).get("fingerprint")
         if old != spec.fingerprint():
-            raise UserError(f"--resume: {out} holds a different sweep (the spec changed since);"
-                            " use a new --out")
+            raise UserError(
+                f"--resume: {out} holds a different sweep (the spec changed since); use a new --out"
+            )
     elif has_parts or (out / "runs.parquet").exists():
-        raise UserError(f"{out} already holds sweep results; use --resume to complete them "
-                        "or choose another --out")
+        raise UserError(
+            f"{out} already holds sweep results; use --resume to complete them "
+            "or choose another --out"
+        )
     _write_header(prep, out)
     done, next_part = read_done(out)
     todo = [int(r) for r in design.runs["run_id"] if int(r) not in done]
@@ -442,14 +472,23 @@ def sweep(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc=spec.name, unit="run", file=sys.stderr,
-                   dynamic_ncols=True, smoothing=0.05)
+        bar = tqdm(
+            total=len(todo),
+            desc=spec.name,
+            unit="run",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            smoothing=0.05,
+        )
 
     def report(res: dict[str, Any], attempts: int) -> None:
         nonlocal n_err
         if res["row"].get("outcome_error") and sink.n_written == 0 and not sink.rows:
-            raise UserError("an outcome selects no data", file=str(spec_path),
-                            problems=[res["row"]["error"].removeprefix("OutcomeError: ")])
+            raise UserError(
+                "an outcome selects no data",
+                file=str(spec_path),
+                problems=[res["row"]["error"].removeprefix("OutcomeError: ")],
+            )
         n_err += res["row"]["status"] != "ok"
         sink.add(res, attempts)
         if bar is not None:
@@ -458,19 +497,21 @@ def sweep(
         if on_result is not None:
             on_result(res["row"])
 
+    use_slurm = scheduler is None and spec.cluster is not None and workers is None
     workers = workers or os.cpu_count() or 1
     t0 = time.perf_counter()
     backend = "serial"
     client = cluster = None
     try:
-        if scheduler is None and spec.cluster is not None:
+        if use_slurm:
             client, cluster = _slurm_client(spec)
             backend = "dask-slurm"
         elif scheduler == "local":
             from distributed import Client, LocalCluster
 
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
             client = Client(cluster)
             backend = f"dask-local({workers})"
         elif scheduler is not None:
@@ -504,9 +545,15 @@ def sweep(
     n_done = len(done) + sink.n_written
     if n_done >= len(design.runs):
         consolidate(out)
-    return SweepSummary(out=out, n_runs=len(design.runs), n_skipped=len(done),
-                        n_ran=sink.n_written, n_errors=n_err,
-                        wall_seconds=time.perf_counter() - t0, backend=backend)
+    return SweepSummary(
+        out=out,
+        n_runs=len(design.runs),
+        n_skipped=len(done),
+        n_ran=sink.n_written,
+        n_errors=n_err,
+        wall_seconds=time.perf_counter() - t0,
+        backend=backend,
+    )
 
 
 def load_runs(out: str | Path) -> pd.DataFrame:
@@ -527,12 +574,16 @@ def load_timeseries(out: str | Path, metric: str | None = None) -> pd.DataFrame:
 
     root = Path(out) / "timeseries"
     if not root.exists():
-        return pd.DataFrame(columns=["run_id", "date", "metric", "product", "region",
-                                     "sector", "value"])
+        return pd.DataFrame(
+            columns=["run_id", "date", "metric", "product", "region", "sector", "value"]
+        )
     d = ds.dataset(root, format="parquet", partitioning="hive")
     flt = ds.field("metric") == metric if metric is not None else None
     df = d.to_table(filter=flt).to_pandas()
     df["metric"] = df["metric"].astype(str)
     cols = ["run_id", "date", "metric", "product", "region", "sector", "value"]
-    return df[cols].sort_values(["run_id", "metric", "product", "region", "sector", "date"],
-                                kind="stable").reset_index(drop=True)
+    return (
+        df[cols]
+        .sort_values(["run_id", "metric", "product", "region", "sector", "date"], kind="stable")
+        .reset_index(drop=True)
+    )

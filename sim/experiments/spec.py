@@ -109,9 +109,7 @@ class DesignSpec(_Strict):
             raise ValueError(f"design {self.method!r} needs a sample size 'n'")
         if self.method == "sobol" and self.n & (self.n - 1):
             lo = 2 ** int(math.log2(self.n))
-            raise ValueError(
-                f"sobol n must be a power of 2 (got {self.n}; try {lo} or {2 * lo})"
-            )
+            raise ValueError(f"sobol n must be a power of 2 (got {self.n}; try {lo} or {2 * lo})")
         return self
 
 
@@ -254,13 +252,16 @@ def load_spec(path: str | Path, *, raw: dict[str, Any] | None = None) -> tuple[S
     except ValidationError as exc:
         problems = [_spec_hint(p) for p in format_validation_error(exc, data)]
         n = len(problems)
-        raise UserError(f"{n} problem{'s' if n > 1 else ''} in sweep spec", file=str(path),
-                        problems=problems) from None
+        raise UserError(
+            f"{n} problem{'s' if n > 1 else ''} in sweep spec", file=str(path), problems=problems
+        ) from None
     world_path = (Path(path).parent / spec.base.world).resolve()
     if not world_path.exists():
-        raise UserError("base world not found", file=str(path),
-                        problems=[f"base.world: no file {spec.base.world!r} "
-                                  f"(looked at {world_path})"])
+        raise UserError(
+            "base world not found",
+            file=str(path),
+            problems=[f"base.world: no file {spec.base.world!r} (looked at {world_path})"],
+        )
     return spec, world_path
 
 

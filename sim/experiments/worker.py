@@ -36,8 +36,10 @@ def _prepared(ctx: Context) -> tuple[list[Any], list[Any]]:
     if hit is None:
         from sim.experiments.spec import KeepSpec, OutcomeSpec
 
-        hit = ([OutcomeSpec.model_validate(o) for o in ctx.outcomes],
-               [KeepSpec.model_validate(k) for k in ctx.keep])
+        hit = (
+            [OutcomeSpec.model_validate(o) for o in ctx.outcomes],
+            [KeepSpec.model_validate(k) for k in ctx.keep],
+        )
         _CACHE.clear()
         _CACHE[ctx.key] = hit
     return hit
