@@ -140,3 +140,18 @@ def test_parse_prim_and_bad_directory(tmp_path):
         parse_prim("price=90")
     with pytest.raises(UserError, match="not a sweep directory"):
         analyze(tmp_path)
+
+
+def test_cli_sweep_then_analyze(tmp_path, capsys):
+    from sim.cli import main
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("{method}", "morris").replace("{n}", "2"))
+    out = tmp_path / "o"
+    assert main(["sweep", str(spec), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert "6 runs done now, 0 before, 6 in the design; 0 errors" in capsys.readouterr().out
+    assert main(["analyze", str(out), "--no-figures", "--prim", "oxide_price<1e9"]) == 0
+    report = (out / "analysis" / "report.md").read_text()
+    assert "Morris screening" in report and "6 of 6 runs are cases of interest" in report
+    assert main(["analyze", str(out), "--prim", "nope>1"]) == 2
+    assert "no outcome 'nope'" in capsys.readouterr().err
