@@ -74,14 +74,14 @@ class Results:
         return out
 
 
-def _group(values: np.ndarray, keys: np.ndarray, n_groups: int) -> np.ndarray:
+def group_sum(values: np.ndarray, keys: np.ndarray, n_groups: int) -> np.ndarray:
     """Sum columns of ``values`` (T x n) into ``n_groups`` groups by ``keys`` (n,)."""
     onehot = np.zeros((keys.size, n_groups))
     onehot[np.arange(keys.size), keys] = 1.0
     return values @ onehot
 
 
-def _block(
+def tidy_block(
     dates: np.ndarray, metric: str, labels: list[tuple[str, str, str]], values: np.ndarray
 ) -> pd.DataFrame:
     """Tidy block: ``values`` is T x G for G (product, region, sector) labels."""
@@ -119,13 +119,13 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
         key = prod[ok] * R + region[ok]
         present = np.unique(key)
         remap = np.searchsorted(present, key)
-        grouped = _group(values[:T, ok], remap, present.size)
+        grouped = group_sum(values[:T, ok], remap, present.size)
         labels = [(PRODUCTS[k // R], regions[k % R], "") for k in present]
-        blocks.append(_block(dates, metric, labels, grouped))
+        blocks.append(tidy_block(dates, metric, labels, grouped))
 
     prices = np.concatenate([rec.price_china[:T], rec.price_world[:T]], axis=1)
     labels = [(p, "china", "") for p in PRODUCTS] + [(p, "world", "") for p in PRODUCTS]
-    blocks.append(_block(dates, "price_usd_per_kg", labels, prices))
+    blocks.append(tidy_block(dates, "price_usd_per_kg", labels, prices))
 
     out_p = s.out_product
     by_prod_region(rec.produced, out_p, "production_t")
@@ -143,13 +143,13 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
     inv_prod[: nodes.n * NP] = np.where(is_slot, inv_prod[: nodes.n * NP], -1)
     by_prod_region(inv, inv_prod, "inventory_t", inv_reg)
     blocks.append(
-        _block(dates, "inventory_t", [(p, "transit", "") for p in PRODUCTS], rec.transit_p[:T])
+        tidy_block(dates, "inventory_t", [(p, "transit", "") for p in PRODUCTS], rec.transit_p[:T])
     )
     for key, arr in sorted(rec.policy_series.items()):
         metric, prod, region = key
-        blocks.append(_block(dates, metric, [(prod, region, "")], arr[:T, None]))
+        blocks.append(tidy_block(dates, metric, [(prod, region, "")], arr[:T, None]))
         if metric == "stockpile_t":
-            blocks.append(_block(dates, "inventory_t", [(prod, region, "")], arr[:T, None]))
+            blocks.append(tidy_block(dates, "inventory_t", [(prod, region, "")], arr[:T, None]))
 
     firms = model.idx["firm"]
     fprod = np.full(nodes.n, -1)
@@ -163,10 +163,12 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
     remap = np.searchsorted(present, key)
     labels = [("magnet", regions[k // S], SECTORS[k % S]) for k in present]
     blocks.append(
-        _block(dates, "demand_t", labels, _group(rec.demand[:T, oem], remap, present.size))
+        tidy_block(dates, "demand_t", labels, group_sum(rec.demand[:T, oem], remap, present.size))
     )
     blocks.append(
-        _block(dates, "shortage_t", labels, _group(rec.shortage[:T, oem], remap, present.size))
+        tidy_block(
+            dates, "shortage_t", labels, group_sum(rec.shortage[:T, oem], remap, present.size)
+        )
     )
     ts = pd.concat(blocks, ignore_index=True)[TS_COLUMNS]
     for col in ("metric", "product", "region", "sector"):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from sim.calendar import month_starts
 from sim.network import ROLES
-from sim.results import TS_COLUMNS, _block, _group
+from sim.results import TS_COLUMNS, group_sum, tidy_block
 from sim.world import PRODUCTS, SECTORS
 
 if TYPE_CHECKING:
@@ -52,14 +52,14 @@ def fast_timeseries(model: SupplyChainModel, metrics: set[str]) -> pd.DataFrame 
         key = prod[ok] * R + region[ok]
         present = np.unique(key)
         remap = np.searchsorted(present, key)
-        grouped = _group(values[:T, ok], remap, present.size)
+        grouped = group_sum(values[:T, ok], remap, present.size)
         labels = [(PRODUCTS[k // R], regions[k % R], "") for k in present]
-        blocks.append(_block(dates, metric, labels, grouped))
+        blocks.append(tidy_block(dates, metric, labels, grouped))
 
     if "price_usd_per_kg" in metrics:
         prices = np.concatenate([rec.price_china[:T], rec.price_world[:T]], axis=1)
         labels = [(p, "china", "") for p in PRODUCTS] + [(p, "world", "") for p in PRODUCTS]
-        blocks.append(_block(dates, "price_usd_per_kg", labels, prices))
+        blocks.append(tidy_block(dates, "price_usd_per_kg", labels, prices))
     if "production_t" in metrics:
         by_prod_region(rec.produced, s.out_product, "production_t")
         mask = (nodes.role == ROLES.index("magnet_plant")) | (nodes.role == ROLES.index("recycler"))
@@ -83,7 +83,7 @@ def fast_timeseries(model: SupplyChainModel, metrics: set[str]) -> pd.DataFrame 
         for metric, arr in (("demand_t", rec.demand), ("shortage_t", rec.shortage)):
             if metric in metrics:
                 blocks.append(
-                    _block(dates, metric, labels, _group(arr[:T, oem], remap, present.size))
+                    tidy_block(dates, metric, labels, group_sum(arr[:T, oem], remap, present.size))
                 )
     ts = pd.concat(blocks, ignore_index=True)[TS_COLUMNS]
     for col in ("metric", "product", "region", "sector"):
