@@ -110,6 +110,13 @@ class Converter(Firm):
     """A firm that turns an input product into its output with a fixed input ratio."""
 
     @classmethod
+    def produce(cls, model: SupplyChainModel) -> None:
+        """Convert inputs in stock into output, for every firm of this role."""
+        idx = model.idx[cls.role]
+        if idx.size:
+            cls.convert(model, idx)
+
+    @classmethod
     def convert(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
         """Produce within capacity and input stock; consume inputs. Returns output (t)."""
         s = model.state
@@ -155,13 +162,6 @@ class MetalMaker(Converter):
 
     role = "metal_maker"
 
-    @classmethod
-    def produce(cls, model: SupplyChainModel) -> None:
-        """Reduce oxide to metal."""
-        idx = model.idx["metal_maker"]
-        if idx.size:
-            cls.convert(model, idx)
-
 
 class MagnetPlant(Converter):
     """NdPr metal -> sintered NdFeB magnets; machining swarf leaves as scrap (t NdPr)."""
@@ -200,13 +200,6 @@ class Recycler(Converter):
         s.inv_in[idx] += got
         s.collected[idx] += got
         model.month.production_p[P["scrap"]] += got.sum()
-
-    @classmethod
-    def produce(cls, model: SupplyChainModel) -> None:
-        """Recover oxide from scrap in stock."""
-        idx = model.idx["recycler"]
-        if idx.size:
-            cls.convert(model, idx)
 
 
 class OEM(Trader):

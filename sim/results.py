@@ -99,6 +99,28 @@ def tidy_block(
     )
 
 
+def product_region_block(
+    dates: np.ndarray,
+    metric: str,
+    values: np.ndarray,
+    prod: np.ndarray,
+    region: np.ndarray,
+    regions: list[str],
+) -> pd.DataFrame:
+    """Tidy block of ``values`` (T x n) summed by (product, region) of each column.
+
+    Columns with ``prod < 0`` are skipped; only (product, region) pairs present appear.
+    """
+    R = len(regions)
+    ok = prod >= 0
+    key = prod[ok] * R + region[ok]
+    present = np.unique(key)
+    remap = np.searchsorted(present, key)
+    grouped = group_sum(values[:, ok], remap, present.size)
+    labels = [(PRODUCTS[k // R], regions[k % R], "") for k in present]
+    return tidy_block(dates, metric, labels, grouped)
+
+
 def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = None) -> Results:
     """Turn a finished model's records into tidy tables."""
     rec = model.recorder
@@ -108,20 +130,13 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
     dates = month_starts(model.start_abs, T)
     nodes, s = model.nodes, model.state
     regions = list(nodes.regions)
-    R = len(regions)
     blocks: list[pd.DataFrame] = []
 
     def by_prod_region(
         values: np.ndarray, prod: np.ndarray, metric: str, region: np.ndarray | None = None
     ) -> None:
         region = nodes.region if region is None else region
-        ok = prod >= 0
-        key = prod[ok] * R + region[ok]
-        present = np.unique(key)
-        remap = np.searchsorted(present, key)
-        grouped = group_sum(values[:T, ok], remap, present.size)
-        labels = [(PRODUCTS[k // R], regions[k % R], "") for k in present]
-        blocks.append(tidy_block(dates, metric, labels, grouped))
+        blocks.append(product_region_block(dates, metric, values[:T], prod, region, regions))
 
     prices = np.concatenate([rec.price_china[:T], rec.price_world[:T]], axis=1)
     labels = [(p, "china", "") for p in PRODUCTS] + [(p, "world", "") for p in PRODUCTS]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from sim.calendar import month_starts
 from sim.network import ROLES
-from sim.results import TS_COLUMNS, group_sum, tidy_block
+from sim.results import TS_COLUMNS, group_sum, product_region_block, tidy_block
 from sim.world import PRODUCTS, SECTORS
 
 if TYPE_CHECKING:
@@ -43,18 +43,10 @@ def fast_timeseries(model: SupplyChainModel, metrics: set[str]) -> pd.DataFrame 
     dates = month_starts(model.start_abs, T)
     nodes, s = model.nodes, model.state
     regions = list(nodes.regions)
-    R = len(regions)
     blocks: list[pd.DataFrame] = []
 
     def by_prod_region(values: np.ndarray, prod: np.ndarray, metric: str) -> None:
-        region = nodes.region
-        ok = prod >= 0
-        key = prod[ok] * R + region[ok]
-        present = np.unique(key)
-        remap = np.searchsorted(present, key)
-        grouped = group_sum(values[:T, ok], remap, present.size)
-        labels = [(PRODUCTS[k // R], regions[k % R], "") for k in present]
-        blocks.append(tidy_block(dates, metric, labels, grouped))
+        blocks.append(product_region_block(dates, metric, values[:T], prod, nodes.region, regions))
 
     if "price_usd_per_kg" in metrics:
         prices = np.concatenate([rec.price_china[:T], rec.price_world[:T]], axis=1)
