@@ -30,7 +30,7 @@ def _exports(res, month, to=None):
     return fl[sel & (fl["date"] == month)]["tonnes"].sum()
 
 
-@pytest.mark.parametrize("scenario", ["controls", "controls_slow_reviews"])
+@pytest.mark.parametrize("scenario", ["controls", "controls_45_day_reviews"])
 def test_first_full_month(scenario):
     res = _runs()[scenario]
     change = _exports(res, "2025-05-01") / _exports(res, "2024-05-01") - 1
@@ -46,16 +46,14 @@ def test_first_full_month(scenario):
 def test_licences_restore_exports_and_leave_shortages_abroad():
     runs = _runs()
     res = runs["controls"]
-    # exports recover as licences are granted (within three months of the event)
+    # exports recover as licences are granted: June partly (reported -38 % y/y), July fully
+    june = _exports(res, "2025-06-01") / _exports(res, "2024-06-01") - 1
+    assert -0.55 <= june <= -0.20
     assert _exports(res, "2025-07-01") > 2 * _exports(res, "2025-05-01")
     ts = res.timeseries
     short = ts[(ts["metric"] == "shortage_t") & (ts["date"] >= "2025-04-01")
                & (ts["date"] < "2026-06-01")].groupby("region")["value"].sum()
-    assert short.get("usa", 0) > 0 and short.get("eu", 0) > 0
+    assert short.get("usa", 0) > 0 and short.get("eu", 0) > 0 and short.get("japan", 0) > 0
     assert short.get("china", 0) == pytest.approx(0.0, abs=1e-6)
-    slow = runs["controls_slow_reviews"].timeseries
-    slow_short = slow[(slow["metric"] == "shortage_t") & (slow["date"] >= "2025-04-01")
-                      & (slow["date"] < "2026-06-01")].groupby("region")["value"].sum()
-    assert slow_short.get("japan", 0) > 0
     base = runs["baseline"].timeseries
     assert base[base["metric"] == "shortage_t"]["value"].sum() == pytest.approx(0.0, abs=1e-6)
