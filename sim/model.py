@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 import mesa
@@ -383,15 +384,15 @@ class SupplyChainModel(mesa.Model):
 
     def _build_projects(self) -> None:
         index = {nid: i for i, nid in enumerate(self.nodes.ids)}
-        self.projects: list[tuple[int, int, float, str]] = []  # (month, node, delta, origin)
+        # a heap of (month, node, sequence, delta_t_per_yr, origin): cheap to add to, popped
+        # in (month, node, insertion) order
+        self.projects: list[tuple[int, int, int, float, str]] = []
+        self._project_seq = 0
         for p in self.world.projects:
-            self.projects.append(
-                (parse_month(p.online), index[p.firm], p.capacity_t_per_yr, "planned")
-            )
+            self.add_project(parse_month(p.online), index[p.firm], p.capacity_t_per_yr, "planned")
         for i, spec in enumerate(self.node_specs):
             if getattr(spec, "online", None) and not self.state.online[i]:
-                self.projects.append((parse_month(spec.online), i, 0.0, "start"))
-        self.projects.sort(key=lambda x: (x[0], x[1]))
+                self.add_project(parse_month(spec.online), i, 0.0, "start")
         self.capacity_added = []  # (month, node, delta, origin) applied
 
     def _build_policies(self) -> PolicySet:
@@ -429,8 +430,11 @@ class SupplyChainModel(mesa.Model):
             delta_t_per_yr: Capacity added (negative: removed), t output per year.
             origin: Label recorded with the change (e.g. ``"vault"``, ``"grant"``).
         """
-        self.projects.append((int(month), int(node), float(delta_t_per_yr), origin))
-        self.projects.sort(key=lambda x: (x[0], x[1]))
+        heapq.heappush(
+            self.projects,
+            (int(month), int(node), self._project_seq, float(delta_t_per_yr), origin),
+        )
+        self._project_seq += 1
 
     def _update_unit_cost(self) -> None:
         s = self.state
@@ -508,7 +512,7 @@ class SupplyChainModel(mesa.Model):
         """Capacity projects come online; random outages start and end."""
         s, b = self.state, self.world.behaviour
         while self.projects and self.projects[0][0] <= self.month_abs and not self._spinning:
-            month, node, delta, origin = self.projects.pop(0)
+            month, node, _, delta, origin = heapq.heappop(self.projects)
             s.cap[node] = max(s.cap[node] + delta, 0.0)
             s.online[node] = True
             s.pending[node] = False
