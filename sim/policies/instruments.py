@@ -5,7 +5,9 @@ targets, production quotas and
 substitution R&D.
 
 Each ``[policies.<name>]`` table builds one instrument object held by the government of its
-region (``holder``); all randomness comes from ``model.rng``. Monthly outputs are reported
+region (``holder``); all randomness comes from a child of ``model.rng`` spawned for the
+instrument (``model.rng.spawn``), so adding an instrument leaves the model's own draws unchanged
+(common random numbers across scenarios). Monthly outputs are reported
 through ``series()`` as ``{(metric, product, region): value}``; strategic stock through
 ``stock_by_product()`` so that the mass balance holds.
 """
@@ -89,6 +91,7 @@ class ExportControls(_Holder):
 
     def __init__(self, model: SupplyChainModel, rule: S.ExportRule, where: str):
         self.spec = rule
+        self.rng = model.rng.spawn(1)[0]
         self._attach(model, rule.exporter)
         nodes, links = model.nodes, model.links
         ex = _region_index(model, rule.exporter, f"{where}.exporter")
@@ -156,13 +159,13 @@ class ExportControls(_Holder):
         k = int(file.sum())
         if k:
             draw = (
-                self.mean_months * np.exp(model.rng.normal(0.0, self.spec.processing_sd_log, k))
+                self.mean_months * np.exp(self.rng.normal(0.0, self.spec.processing_sd_log, k))
                 if self.spec.processing_sd_log > 0
                 else np.full(k, self.mean_months)
             )
             months = np.maximum(np.round(draw), 0).astype(np.int64)
             self.decide_at[file] = tau + months
-            self.verdict[file] = model.rng.random(k) < self.approval[file]
+            self.verdict[file] = self.rng.random(k) < self.approval[file]
             self.filed += k
             # a decision due now (zero processing time) takes effect this month
             now = file & (self.decide_at <= tau)
@@ -451,6 +454,7 @@ class Vault(_Holder):
 
     def __init__(self, model: SupplyChainModel, spec: S.VaultSpec):
         self.spec = spec
+        self.rng = model.rng.spawn(1)[0]
         _region_index(model, spec.region, "policies.vault.region")
         self._attach(model, spec.region)
         self.projects: list[dict[str, Any]] = []
@@ -536,7 +540,7 @@ class Vault(_Holder):
                         self.log.append((model.month_abs, p["firm"], "unverified", 0.0))
                         freed = True
                     continue
-            if model.rng.random() < p["fail"][k]:
+            if self.rng.random() < p["fail"][k]:
                 p["status"] = "failed"
                 self.lost += p["disbursed"]
                 self.committed -= p["cost"] - p["disbursed"]
