@@ -52,8 +52,11 @@ def test_first_full_month(scenario):
     assert np.mean([_yoy(r, "05", "usa") for r in runs]) <= -0.85
     for res in runs:
         ts = res.timeseries
-        p = ts[(ts["metric"] == "price_usd_per_kg") & (ts["product"] == "magnet")
-               & (ts["date"] == "2025-05-01")].set_index("region")["value"]
+        p = ts[
+            (ts["metric"] == "price_usd_per_kg")
+            & (ts["product"] == "magnet")
+            & (ts["date"] == "2025-05-01")
+        ].set_index("region")["value"]
         assert p["world"] > 1.1 * p["china"]
 
 

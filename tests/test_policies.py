@@ -23,8 +23,9 @@ def world(policies: dict, end: str = "2027-12") -> dict:
 
 def cn_exports(res, to: str | None = None) -> np.ndarray:
     fl = res.flows
-    sel = (fl.source_region == "china") & (fl.target_region != "china") & (fl["product"] ==
-                                                                            "magnet")
+    sel = (
+        (fl.source_region == "china") & (fl.target_region != "china") & (fl["product"] == "magnet")
+    )
     if to:
         sel &= fl.target_region == to
     dates = res.series("price_usd_per_kg", "magnet", "china").index
@@ -43,16 +44,36 @@ def base():
 
 def test_quota_caps_exports_at_quota_plus_leakage(base):
     quota = 6000.0
-    res = api.run(world({"export_controls": {"start": "2025-01", "requires_licence": False,
-                                             "quota_t_per_yr": quota}}), seed=3)
+    res = api.run(
+        world(
+            {
+                "export_controls": {
+                    "start": "2025-01",
+                    "requires_licence": False,
+                    "quota_t_per_yr": quota,
+                }
+            }
+        ),
+        seed=3,
+    )
     k = month_index(res, "2025-01")
     ex = cn_exports(res)
     assert ex[:k].mean() > quota / 12 * 1.5  # the quota binds
     assert ex[k:].max() <= quota / 12 + 1e-6
     leak = 0.3
-    res2 = api.run(world({"export_controls": {"start": "2025-01", "requires_licence": False,
-                                              "quota_t_per_yr": quota,
-                                              "leakage_share": leak}}), seed=3)
+    res2 = api.run(
+        world(
+            {
+                "export_controls": {
+                    "start": "2025-01",
+                    "requires_licence": False,
+                    "quota_t_per_yr": quota,
+                    "leakage_share": leak,
+                }
+            }
+        ),
+        seed=3,
+    )
     ins = res2.model.policies.instruments[0].rules[0]
     bound = quota / 12 + leak * np.maximum(ins.ref_flow - ins.link_caps(res2.model) * 0, 0).sum()
     ex2 = cn_exports(res2)
@@ -62,14 +83,20 @@ def test_quota_caps_exports_at_quota_plus_leakage(base):
 
 def test_licence_delay_shifts_flows_by_processing_time(base):
     months = 3
-    pol = {"export_controls": {"start": "2025-03", "processing_days": 21.0 * months,
-                               "processing_sd_log": 0.0, "approval_probability": 1.0,
-                               "validity_months": 60}}
+    pol = {
+        "export_controls": {
+            "start": "2025-03",
+            "processing_days": 21.0 * months,
+            "processing_sd_log": 0.0,
+            "approval_probability": 1.0,
+            "validity_months": 60,
+        }
+    }
     res = api.run(world(pol), seed=3)
     k = month_index(res, "2025-03")
     ex = cn_exports(res)
     assert ex[k - 1] > 100
-    assert np.all(ex[k:k + months] < 1e-9)  # nothing until the licences are granted
+    assert np.all(ex[k : k + months] < 1e-9)  # nothing until the licences are granted
     assert ex[k + months] > 100
     # a shorter review shifts the restart accordingly
     pol["export_controls"]["processing_days"] = 21.0
@@ -78,8 +105,13 @@ def test_licence_delay_shifts_flows_by_processing_time(base):
 
 
 def test_defence_refused_and_denials_block():
-    pol = {"export_controls": {"start": "2025-01", "approval_probability": 0.0,
-                               "processing_sd_log": 0.0}}
+    pol = {
+        "export_controls": {
+            "start": "2025-01",
+            "approval_probability": 0.0,
+            "processing_sd_log": 0.0,
+        }
+    }
     res = api.run(world(pol), seed=3)
     k = month_index(res, "2025-01")
     assert cn_exports(res)[k:].max() < 1e-9
@@ -100,9 +132,10 @@ def test_controls_create_price_wedge(base):
 
 def test_stockpile_within_budget_and_nonnegative():
     budget = 2.0e8
-    pol = {"stockpiles": {"usa": {"budget_usd": budget, "target_days": 90, "start": "2024-03"}},
-           "export_controls": {"start": "2026-01", "end": "2026-12",
-                               "approval_probability": 0.0}}
+    pol = {
+        "stockpiles": {"usa": {"budget_usd": budget, "target_days": 90, "start": "2024-03"}},
+        "export_controls": {"start": "2026-01", "end": "2026-12", "approval_probability": 0.0},
+    }
     res = api.run(world(pol), seed=1)
     stock = res.series("stockpile_t", "magnet", "usa").to_numpy()
     spent = res.series("stockpile_spent_usd", "magnet", "usa").to_numpy()
@@ -120,13 +153,16 @@ def test_stockpile_budget_binds():
     assert spent.max() == pytest.approx(1.0e6, rel=1e-6)
 
 
-VAULT = {"budget_usd": 1.0e9, "start": "2024-06",
-         "milestone_months": [2, 3, 3, 2],
-         "candidates": [
-             {"firm": "usa_magnets", "capacity_t_per_yr": 4000, "capex_usd_per_t_per_yr": 1e5},
-             {"firm": "eu_magnets", "capacity_t_per_yr": 3000, "capex_usd_per_t_per_yr": 2e5},
-             {"firm": "usa_separator", "capacity_t_per_yr": 3000,
-              "capex_usd_per_t_per_yr": 5e4}]}
+VAULT = {
+    "budget_usd": 1.0e9,
+    "start": "2024-06",
+    "milestone_months": [2, 3, 3, 2],
+    "candidates": [
+        {"firm": "usa_magnets", "capacity_t_per_yr": 4000, "capex_usd_per_t_per_yr": 1e5},
+        {"firm": "eu_magnets", "capacity_t_per_yr": 3000, "capex_usd_per_t_per_yr": 2e5},
+        {"firm": "usa_separator", "capacity_t_per_yr": 3000, "capex_usd_per_t_per_yr": 5e4},
+    ],
+}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -139,8 +175,11 @@ def test_vault_budget_and_milestones(seed):
     assert disbursed.max() <= v["budget_usd"] + 1e-3
     assert fund.committed <= v["budget_usd"] + 1e-3
     # tranches only on met milestones: each payment matches a logged milestone event
-    pays = [e for e in fund.log if e[2] in ("feasibility", "construction", "commissioning",
-                                             "verified_output")]
+    pays = [
+        e
+        for e in fund.log
+        if e[2] in ("feasibility", "construction", "commissioning", "verified_output")
+    ]
     assert sum(e[3] for e in pays) == pytest.approx(fund.disbursed)
     for p in fund.projects:
         shares = np.cumsum(v.get("milestone_share", [0.1, 0.4, 0.3, 0.2]))
@@ -150,8 +189,9 @@ def test_vault_budget_and_milestones(seed):
         if p["status"] == "failed":
             assert "online" not in p
     lost = res.series("vault_lost_usd", "", "usa").to_numpy()[-1]
-    assert lost == pytest.approx(sum(p["disbursed"] for p in fund.projects
-                                     if p["status"] == "failed"))
+    assert lost == pytest.approx(
+        sum(p["disbursed"] for p in fund.projects if p["status"] == "failed")
+    )
 
 
 def test_vault_adds_capacity_and_selects_by_cost():
@@ -169,8 +209,15 @@ def test_vault_adds_capacity_and_selects_by_cost():
 
 
 def test_price_floor_pays_and_guides_the_covered_firm():
-    v = {"budget_usd": 0.0, "price_floor": {"product": "oxide", "floor_usd_per_kg": 110.0,
-                                            "firms": ["usa_separator"], "start": "2024-01"}}
+    v = {
+        "budget_usd": 0.0,
+        "price_floor": {
+            "product": "oxide",
+            "floor_usd_per_kg": 110.0,
+            "firms": ["usa_separator"],
+            "start": "2024-01",
+        },
+    }
     res = api.run(world({"vault": v}, end="2024-12"), seed=0)
     m = res.model
     paid = np.diff(np.r_[0.0, res.series("price_floor_paid_usd", "oxide", "usa").to_numpy()])
@@ -194,8 +241,12 @@ def test_floor_payment_unit():
     v = Vault.__new__(Vault)
     from sim.policies.schemas import VaultSpec
 
-    v.spec = VaultSpec.model_validate({"budget_usd": 0, "price_floor": {
-        "product": "oxide", "floor_usd_per_kg": 110.0, "firms": []}})
+    v.spec = VaultSpec.model_validate(
+        {
+            "budget_usd": 0,
+            "price_floor": {"product": "oxide", "floor_usd_per_kg": 110.0, "firms": []},
+        }
+    )
     v.floor_nodes = np.array([0, 1])
     v.floor_paid = 0.0
     m = C()
@@ -213,15 +264,31 @@ def test_floor_payment_unit():
 
 def test_production_quota_caps_mine_output():
     q = 120000.0
-    res = api.run(world({"production_quotas": {"cn_mining": {
-        "region": "china", "role": "mine", "quota_t_per_yr": q}}}), seed=0)
+    res = api.run(
+        world(
+            {
+                "production_quotas": {
+                    "cn_mining": {"region": "china", "role": "mine", "quota_t_per_yr": q}
+                }
+            }
+        ),
+        seed=0,
+    )
     prod = res.series("production_t", "concentrate", "china").to_numpy()
     assert prod.max() <= q / 12 + 1e-6
 
 
 def test_recycling_target_raises_collection():
-    pol = {"recycling_targets": {"all": {"start": "2024-01", "start_share": 0.02,
-                                         "target_share": 0.15, "target_month": "2026-12"}}}
+    pol = {
+        "recycling_targets": {
+            "all": {
+                "start": "2024-01",
+                "start_share": 0.02,
+                "target_share": 0.15,
+                "target_month": "2026-12",
+            }
+        }
+    }
     res = api.run(world(pol), seed=0)
     rate = res.series("collection_rate_share", "scrap", "china").to_numpy()
     assert rate[-1] == pytest.approx(0.15)
@@ -229,8 +296,16 @@ def test_recycling_target_raises_collection():
 
 
 def test_subsidy_lowers_cost_within_budget():
-    pol = {"subsidies": {"usa": {"region": "usa", "roles": ["magnet_plant"],
-                                 "incentive_usd_per_kg": 5.0, "budget_usd": 5.0e6}}}
+    pol = {
+        "subsidies": {
+            "usa": {
+                "region": "usa",
+                "roles": ["magnet_plant"],
+                "incentive_usd_per_kg": 5.0,
+                "budget_usd": 5.0e6,
+            }
+        }
+    }
     res = api.run(world(pol), seed=0)
     paid = res.series("subsidy_paid_usd", "", "usa").to_numpy()
     assert paid.max() <= 5.0e6 + 1e-6 and paid.max() > 0
@@ -238,22 +313,39 @@ def test_subsidy_lowers_cost_within_budget():
 
 def test_mass_balance_with_every_instrument():
     pol = {
-        "export_controls": {"start": "2025-04", "approval_probability": 0.7,
-                            "quota_t_per_yr": 20000, "leakage_share": 0.1,
-                            "export_duty_share": 0.05, "exempt_share": 0.1},
-        "stockpiles": {"usa": {"budget_usd": 5e8, "rotation_share_per_yr": 0.2},
-                       "eu": {"budget_usd": 5e8, "release_above_usd_per_kg": 60}},
-        "vault": copy.deepcopy(VAULT) | {"price_floor": {"floor_usd_per_kg": 110,
-                                                         "firms": ["usa_separator"]}},
-        "subsidies": {"usa": {"region": "usa", "incentive_usd_per_kg": 3, "budget_usd": 1e8,
-                              "capacity": [{"firm": "usa_metal", "capacity_t_per_yr": 500,
-                                            "online": "2026-01"}]}},
-        "recycling_targets": {"all": {"start": "2025-01", "target_share": 0.15,
-                                      "target_month": "2030-12"}},
-        "production_quotas": {"mine": {"region": "china", "role": "mine",
-                                       "quota_t_per_yr": 200000}},
-        "substitution_rd": {"start": "2025-01", "rate_multiplier": 2.0,
-                            "extra_substitution_max_share": 0.1},
+        "export_controls": {
+            "start": "2025-04",
+            "approval_probability": 0.7,
+            "quota_t_per_yr": 20000,
+            "leakage_share": 0.1,
+            "export_duty_share": 0.05,
+            "exempt_share": 0.1,
+        },
+        "stockpiles": {
+            "usa": {"budget_usd": 5e8, "rotation_share_per_yr": 0.2},
+            "eu": {"budget_usd": 5e8, "release_above_usd_per_kg": 60},
+        },
+        "vault": copy.deepcopy(VAULT)
+        | {"price_floor": {"floor_usd_per_kg": 110, "firms": ["usa_separator"]}},
+        "subsidies": {
+            "usa": {
+                "region": "usa",
+                "incentive_usd_per_kg": 3,
+                "budget_usd": 1e8,
+                "capacity": [{"firm": "usa_metal", "capacity_t_per_yr": 500, "online": "2026-01"}],
+            }
+        },
+        "recycling_targets": {
+            "all": {"start": "2025-01", "target_share": 0.15, "target_month": "2030-12"}
+        },
+        "production_quotas": {
+            "mine": {"region": "china", "role": "mine", "quota_t_per_yr": 200000}
+        },
+        "substitution_rd": {
+            "start": "2025-01",
+            "rate_multiplier": 2.0,
+            "extra_substitution_max_share": 0.1,
+        },
     }
     res = api.run(world(pol, end="2030-12"), seed=5)
     bal = res.balance()
@@ -261,38 +353,82 @@ def test_mass_balance_with_every_instrument():
     assert (res.timeseries.query("metric == 'inventory_t'").value >= -1e-9).all()
 
 
-@pytest.mark.parametrize("policies, match", [
-    ({"export_control": {}}, "did you mean 'export_controls'"),
-    ({"export_controls": {"aproval_probability": 0.5}}, "aproval_probability: unknown key"),
-    ({"export_controls": {"approval_probability": 1.5}}, "approval_probability"),
-    ({"vault": {"budget_usd": 1, "milestone_share": [0.5, 0.5, 0.5, 0.5]}}, "sum to 1"),
-    ({"stockpiles": {"usa": {"target_days": 60}}}, "budget_usd: required"),
-])
+@pytest.mark.parametrize(
+    "policies, match",
+    [
+        ({"export_control": {}}, "did you mean 'export_controls'"),
+        ({"export_controls": {"aproval_probability": 0.5}}, "aproval_probability: unknown key"),
+        ({"export_controls": {"approval_probability": 1.5}}, "approval_probability"),
+        ({"vault": {"budget_usd": 1, "milestone_share": [0.5, 0.5, 0.5, 0.5]}}, "sum to 1"),
+        ({"stockpiles": {"usa": {"target_days": 60}}}, "budget_usd: required"),
+    ],
+)
 def test_schema_errors_are_clear(policies, match):
     with pytest.raises(UserError, match=match):
         api.run(world(policies), seed=0)
 
 
 def test_cross_reference_errors():
-    with pytest.raises(UserError, match=r"candidates\[0\].firm: 'usa_magnet' is no firm id; "
-                                        "did you mean 'usa_magnets'"):
-        api.run(world({"vault": {"budget_usd": 1e9, "candidates": [
-            {"firm": "usa_magnet", "capacity_t_per_yr": 1, "capex_usd_per_t_per_yr": 1}]}}))
+    with pytest.raises(
+        UserError,
+        match=r"candidates\[0\].firm: 'usa_magnet' is no firm id; "
+        "did you mean 'usa_magnets'",
+    ):
+        api.run(
+            world(
+                {
+                    "vault": {
+                        "budget_usd": 1e9,
+                        "candidates": [
+                            {
+                                "firm": "usa_magnet",
+                                "capacity_t_per_yr": 1,
+                                "capex_usd_per_t_per_yr": 1,
+                            }
+                        ],
+                    }
+                }
+            )
+        )
     with pytest.raises(UserError, match="is in excluded region 'china'"):
-        api.run(world({"vault": {"budget_usd": 1e9, "candidates": [
-            {"firm": "china_magnets", "capacity_t_per_yr": 1, "capex_usd_per_t_per_yr": 1}]}}))
+        api.run(
+            world(
+                {
+                    "vault": {
+                        "budget_usd": 1e9,
+                        "candidates": [
+                            {
+                                "firm": "china_magnets",
+                                "capacity_t_per_yr": 1,
+                                "capex_usd_per_t_per_yr": 1,
+                            }
+                        ],
+                    }
+                }
+            )
+        )
 
 
 def test_ui_overrides():
-    raw = world({"export_controls": {"start": "2025-04"},
-                 "stockpiles": {"usa": {"budget_usd": 1e8}},
-                 "vault": {"budget_usd": 1e9},
-                 "recycling_targets": {"all": {"target_share": 0.1, "target_month": "2030-12"}}})
-    res = api.run(raw, seed=0, end="2025-06", overrides=[
-        "policies.export_controls.approval_probability=0.3",
-        "policies.stockpiles.usa.target_days=30",
-        "policies.vault.budget_usd=2e9",
-        "policies.recycling_targets.all.target_share=0.2"])
+    raw = world(
+        {
+            "export_controls": {"start": "2025-04"},
+            "stockpiles": {"usa": {"budget_usd": 1e8}},
+            "vault": {"budget_usd": 1e9},
+            "recycling_targets": {"all": {"target_share": 0.1, "target_month": "2030-12"}},
+        }
+    )
+    res = api.run(
+        raw,
+        seed=0,
+        end="2025-06",
+        overrides=[
+            "policies.export_controls.approval_probability=0.3",
+            "policies.stockpiles.usa.target_days=30",
+            "policies.vault.budget_usd=2e9",
+            "policies.recycling_targets.all.target_share=0.2",
+        ],
+    )
     sc = res.manifest["scenario"]["policies"]
     assert sc["export_controls"]["approval_probability"] == 0.3
     assert res.model.policies.instruments[0].rules[0].approval.max() == pytest.approx(0.3)

@@ -56,20 +56,32 @@ def test_cli_run_and_validate(tmp_path, capsys):
     assert "2 scenarios" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("text, problem", [
-    (GOOD.replace('name = "controls"', 'name = "baseline"'), "duplicate name 'baseline'"),
-    (GOOD.replace("set = [", "sett = ["), "scenarios[1].sett: unknown key; did you mean 'set'"),
-    (GOOD.replace("price_adjust_rate=0.05", "price_adjust_rte=0.05"),
-     "price_adjust_rte: unknown key"),
-    (GOOD.replace("approval_probability = 0.5", "approval_probability = 2"),
-     "approval_probability"),
-    (GOOD.replace('world = "', 'world = "nope/'), "world: file not found"),
-    (GOOD.replace('event_month = "2025-05"', 'event_month = "May"'), "report.event_month"),
-    (GOOD.replace("[scenarios.policies.export_controls]",
-                  "[scenarios.policies.vault]\nbudget_usd = 1\n"
-                  "candidates = [{firm='x', capacity_t_per_yr=1, capex_usd_per_t_per_yr=1}]\n"
-                  "[scenarios.policies.export_controls]"), "'x' is no firm id"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (GOOD.replace('name = "controls"', 'name = "baseline"'), "duplicate name 'baseline'"),
+        (GOOD.replace("set = [", "sett = ["), "scenarios[1].sett: unknown key; did you mean 'set'"),
+        (
+            GOOD.replace("price_adjust_rate=0.05", "price_adjust_rte=0.05"),
+            "price_adjust_rte: unknown key",
+        ),
+        (
+            GOOD.replace("approval_probability = 0.5", "approval_probability = 2"),
+            "approval_probability",
+        ),
+        (GOOD.replace('world = "', 'world = "nope/'), "world: file not found"),
+        (GOOD.replace('event_month = "2025-05"', 'event_month = "May"'), "report.event_month"),
+        (
+            GOOD.replace(
+                "[scenarios.policies.export_controls]",
+                "[scenarios.policies.vault]\nbudget_usd = 1\n"
+                "candidates = [{firm='x', capacity_t_per_yr=1, capex_usd_per_t_per_yr=1}]\n"
+                "[scenarios.policies.export_controls]",
+            ),
+            "'x' is no firm id",
+        ),
+    ],
+)
 def test_errors_are_clear_and_nothing_written(tmp_path, capsys, text, problem):
     p = write(tmp_path, text)
     with pytest.raises(UserError) as exc:
@@ -81,8 +93,10 @@ def test_errors_are_clear_and_nothing_written(tmp_path, capsys, text, problem):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("name", ["export_controls_2025", "project_vault", "stockpile",
-                                  "china_capacity_2028", "recycling_2030"])
+@pytest.mark.parametrize(
+    "name",
+    ["export_controls_2025", "project_vault", "stockpile", "china_capacity_2028", "recycling_2030"],
+)
 def test_shipped_experiments_validate(name):
     path = ROOT / "experiments" / f"{name}.toml"
     if not (ROOT / "models" / "baseline_2024.toml").exists():
