@@ -252,6 +252,7 @@ class Government(mesa.Agent):
         super().__init__(model)
         self.region = region
         self.name = name or f"Government of {region}"
+        self.instruments: list = []  # policy instruments this government holds
 
     def __repr__(self) -> str:
         return f"<Government {self.region}>"

@@ -396,9 +396,12 @@ class SupplyChainModel(mesa.Model):
         self.capacity_added = []  # (month, node, delta, origin) applied
 
     def _build_policies(self) -> PolicySet:
-        instruments = [
-            Tariffs(self, g.region, g.tariffs) for g in self.world.governments if g.tariffs
-        ]
+        instruments = []
+        for gov, spec in zip(self.governments, self.world.governments, strict=True):
+            if spec.tariffs:
+                tariffs = Tariffs(self, spec.region, spec.tariffs)
+                gov.instruments.append(tariffs)
+                instruments.append(tariffs)
         from sim.policies.registry import build_instruments
 
         instruments += build_instruments(self, self.world.policies)

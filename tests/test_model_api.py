@@ -42,3 +42,11 @@ def test_step_and_run_for_advance_months():
     assert model.recorder.t == 12 and not model.running
     agent = model.agent("usa_mine")
     assert agent.capacity_t_per_yr > 0 and agent.ask_usd_per_kg > 0
+
+
+def test_governments_hold_their_instruments():
+    world, _ = sim.load_world(BASELINE)
+    model = sim.SupplyChainModel(world, rng=0)
+    usa = next(g for g in model.agents_by_type[Government] if g.region == "usa")
+    assert [type(i).__name__ for i in usa.instruments] == ["Tariffs"]
+    assert all(i in model.policies.instruments for i in usa.instruments)
