@@ -95,17 +95,7 @@ def sensitivity(
                     conf_level=0.95,
                     seed=0,
                 )
-                for k, name in enumerate(problem["names"]):
-                    rows.append(
-                        {
-                            "outcome": o.name,
-                            "parameter": name,
-                            "S1": si["S1"][k],
-                            "S1_conf": si["S1_conf"][k],
-                            "ST": si["ST"][k],
-                            "ST_conf": si["ST_conf"][k],
-                        }
-                    )
+                keys = ("S1", "S1_conf", "ST", "ST_conf")
             else:
                 from SALib.analyze import morris
 
@@ -118,17 +108,9 @@ def sensitivity(
                     conf_level=0.95,
                     seed=0,
                 )
-                for k, name in enumerate(problem["names"]):
-                    rows.append(
-                        {
-                            "outcome": o.name,
-                            "parameter": name,
-                            "mu": si["mu"][k],
-                            "mu_star": si["mu_star"][k],
-                            "mu_star_conf": si["mu_star_conf"][k],
-                            "sigma": si["sigma"][k],
-                        }
-                    )
+                keys = ("mu", "mu_star", "mu_star_conf", "sigma")
+        for k, name in enumerate(problem["names"]):
+            rows.append({"outcome": o.name, "parameter": name, **{key: si[key][k] for key in keys}})
     return pd.DataFrame(rows), notes
 
 

@@ -38,6 +38,13 @@ def _load_builtin() -> None:
                 raise
 
 
+def _hint(name: str) -> str:
+    near = difflib.get_close_matches(name, sorted(BUILDERS), n=1)
+    if near:
+        return f"did you mean {near[0]!r}?"
+    return f"known instruments: {', '.join(sorted(BUILDERS)) or 'none'}"
+
+
 def validate_policies(policies: dict[str, Any]) -> None:
     """Check instrument names (and, where a builder declares one, their schema).
 
@@ -47,13 +54,7 @@ def validate_policies(policies: dict[str, Any]) -> None:
     _load_builtin()
     for name in sorted(policies):
         if name not in BUILDERS:
-            near = difflib.get_close_matches(name, sorted(BUILDERS), n=1)
-            hint = (
-                f"did you mean {near[0]!r}?"
-                if near
-                else (f"known instruments: {', '.join(sorted(BUILDERS)) or 'none'}")
-            )
-            raise ValueError(f"unknown policy instrument {name!r}; {hint}")
+            raise ValueError(f"unknown policy instrument {name!r}; {_hint(name)}")
         check = VALIDATORS.get(name)
         if check is not None:
             check(policies[name])
@@ -68,12 +69,6 @@ def build_instruments(model: SupplyChainModel, policies: dict[str, Any]) -> list
     out: list[Instrument] = []
     for name in sorted(policies):
         if name not in BUILDERS:
-            near = difflib.get_close_matches(name, sorted(BUILDERS), n=1)
-            hint = (
-                f"; did you mean 'policies.{near[0]}'?"
-                if near
-                else (f"; known instruments: {', '.join(sorted(BUILDERS)) or 'none'}")
-            )
-            raise UserError(f"policies.{name}: unknown policy instrument{hint}")
+            raise UserError(f"policies.{name}: unknown policy instrument; {_hint(name)}")
         out += BUILDERS[name](model, policies[name])
     return out
