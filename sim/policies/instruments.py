@@ -73,6 +73,17 @@ class _Holder(Instrument):
             held.append(self)
 
 
+def _register_simple(name: str, cls: type, spec: type, *, named: bool) -> None:
+    """Register ``[policies.<name>]`` as one instrument ``cls`` built from its parsed spec."""
+    parse = S.parse_named if named else S.parse
+
+    def build(model: SupplyChainModel, raw: Any) -> list[Instrument]:
+        return [cls(model, parse(spec, raw, f"policies.{name}"))]
+
+    register(name)(build)
+    VALIDATORS[name] = lambda raw: parse(spec, raw, name)
+
+
 # =============================================================================== exports
 class ExportControls(_Holder):
     """Export licensing, quotas and duties on exports from one region (one object per rule).
@@ -432,12 +443,7 @@ class Stockpiles(Instrument):
         return out
 
 
-@register("stockpiles")
-def _build_stockpiles(model: SupplyChainModel, raw: Any) -> list[Instrument]:
-    return [Stockpiles(model, S.parse_named(S.StockpileSpec, raw, "policies.stockpiles"))]
-
-
-VALIDATORS["stockpiles"] = lambda raw: S.parse_named(S.StockpileSpec, raw, "stockpiles")
+_register_simple("stockpiles", Stockpiles, S.StockpileSpec, named=True)
 
 
 # ================================================================================= vault
@@ -626,12 +632,7 @@ class Vault(_Holder):
         return out
 
 
-@register("vault")
-def _build_vault(model: SupplyChainModel, raw: Any) -> list[Instrument]:
-    return [Vault(model, S.parse(S.VaultSpec, raw, "policies.vault"))]
-
-
-VALIDATORS["vault"] = lambda raw: S.parse(S.VaultSpec, raw, "vault")
+_register_simple("vault", Vault, S.VaultSpec, named=False)
 
 
 # ============================================================================= subsidies
@@ -724,12 +725,7 @@ class Subsidies(Instrument):
         return out
 
 
-@register("subsidies")
-def _build_subsidies(model: SupplyChainModel, raw: Any) -> list[Instrument]:
-    return [Subsidies(model, S.parse_named(S.SubsidySpec, raw, "policies.subsidies"))]
-
-
-VALIDATORS["subsidies"] = lambda raw: S.parse_named(S.SubsidySpec, raw, "subsidies")
+_register_simple("subsidies", Subsidies, S.SubsidySpec, named=True)
 
 
 # ===================================================================== recycling targets
@@ -789,18 +785,7 @@ class RecyclingTargets(Instrument):
         return {("collection_rate_share", "scrap", r): v for r, v in self.now.items()}
 
 
-@register("recycling_targets")
-def _build_recycling(model: SupplyChainModel, raw: Any) -> list[Instrument]:
-    return [
-        RecyclingTargets(
-            model, S.parse_named(S.RecyclingTargetSpec, raw, "policies.recycling_targets")
-        )
-    ]
-
-
-VALIDATORS["recycling_targets"] = lambda raw: S.parse_named(
-    S.RecyclingTargetSpec, raw, "recycling_targets"
-)
+_register_simple("recycling_targets", RecyclingTargets, S.RecyclingTargetSpec, named=True)
 
 
 # ===================================================================== production quotas
@@ -871,18 +856,7 @@ class ProductionQuotas(Instrument):
         return out
 
 
-@register("production_quotas")
-def _build_quotas(model: SupplyChainModel, raw: Any) -> list[Instrument]:
-    return [
-        ProductionQuotas(
-            model, S.parse_named(S.ProductionQuotaSpec, raw, "policies.production_quotas")
-        )
-    ]
-
-
-VALIDATORS["production_quotas"] = lambda raw: S.parse_named(
-    S.ProductionQuotaSpec, raw, "production_quotas"
-)
+_register_simple("production_quotas", ProductionQuotas, S.ProductionQuotaSpec, named=True)
 
 
 # ====================================================================== substitution R&D
@@ -922,9 +896,4 @@ class SubstitutionRD(Instrument):
         return self.spec.rate_multiplier if self.on else 1.0
 
 
-@register("substitution_rd")
-def _build_substitution(model: SupplyChainModel, raw: Any) -> list[Instrument]:
-    return [SubstitutionRD(model, S.parse(S.SubstitutionRDSpec, raw, "policies.substitution_rd"))]
-
-
-VALIDATORS["substitution_rd"] = lambda raw: S.parse(S.SubstitutionRDSpec, raw, "substitution_rd")
+_register_simple("substitution_rd", SubstitutionRD, S.SubstitutionRDSpec, named=False)
