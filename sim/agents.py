@@ -13,7 +13,7 @@ import mesa
 import numpy as np
 from mesa.discrete_space import FixedAgent
 
-from sim.network import P
+from sim.network import NP, P
 
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
@@ -89,7 +89,7 @@ class Firm(Trader):
         outp = s.out_product[idx]
         s.inv_out[idx, outp] += out_t
         s.produced[idx] += out_t
-        np.add.at(model.month.production_p, outp, out_t)
+        model.month.production_p += np.bincount(outp, out_t, minlength=NP)
 
 
 class Mine(Firm):
@@ -111,10 +111,19 @@ class Converter(Firm):
 
     @classmethod
     def produce(cls, model: SupplyChainModel) -> None:
-        """Convert inputs in stock into output, for every firm of this role."""
-        idx = model.idx[cls.role]
-        if idx.size:
-            cls.convert(model, idx)
+        """Every converter (separators, metal makers, magnet plants, recyclers) at once.
+
+        Each firm converts only what is in its own input stock, so the roles can act in one
+        vectorised pass: separators first set their yield from the feed they hold; magnet
+        plants' swarf is booked as scrap.
+        """
+        idx = model.idx["converter"]
+        if idx.size == 0:
+            return
+        share = Separator.blend_feed(model)
+        out = cls.convert(model, idx)
+        MagnetPlant.book_swarf(model, idx, out)
+        Separator.settle_feed(model, share)
 
     @classmethod
     def convert(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
@@ -129,7 +138,7 @@ class Converter(Firm):
         used = np.minimum(out * s.in_ratio[idx], s.inv_in[idx])
         s.inv_in[idx] -= used
         s.consumed[idx] += used
-        model.month.consumption_p[s.in_product[idx[0]]] += used.sum()
+        model.month.consumption_p += np.bincount(s.in_product[idx], used, minlength=NP)
         cls.book_output(model, idx, out)
         return out
 
@@ -140,12 +149,10 @@ class Separator(Converter):
     role = "separator"
 
     @classmethod
-    def produce(cls, model: SupplyChainModel) -> None:
-        """Separate NdPr from the feed in stock."""
+    def blend_feed(cls, model: SupplyChainModel) -> np.ndarray:
+        """Set each separator's input ratio from the NdPr share of the feed it holds."""
         s = model.state
         idx = model.idx["separator"]
-        if idx.size == 0:
-            return
         share = np.divide(
             s.feed_ndpr[idx],
             s.inv_in[idx],
@@ -153,7 +160,13 @@ class Separator(Converter):
             where=s.inv_in[idx] > 1e-9,
         )
         s.in_ratio[idx] = 1.0 / (np.maximum(share, 1e-6) * s.recovery[idx])
-        cls.convert(model, idx)
+        return share
+
+    @classmethod
+    def settle_feed(cls, model: SupplyChainModel, share: np.ndarray) -> None:
+        """The feed left in stock keeps its NdPr share."""
+        s = model.state
+        idx = model.idx["separator"]
         s.feed_ndpr[idx] = s.inv_in[idx] * share
 
 
@@ -169,14 +182,10 @@ class MagnetPlant(Converter):
     role = "magnet_plant"
 
     @classmethod
-    def produce(cls, model: SupplyChainModel) -> None:
-        """Make magnets; book swarf as scrap output."""
+    def book_swarf(cls, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray) -> None:
+        """Swarf (``scrap_t_per_t`` x output; zero for other roles) joins the scrap stock."""
         s = model.state
-        idx = model.idx["magnet_plant"]
-        if idx.size == 0:
-            return
-        out = cls.convert(model, idx)
-        swarf = out * s.scrap_ratio[idx]
+        swarf = out_t * s.scrap_ratio[idx]
         s.inv_out[idx, P["scrap"]] += swarf
         model.month.production_p[P["scrap"]] += swarf.sum()
 

@@ -9,16 +9,7 @@ import mesa
 import numpy as np
 from mesa.discrete_space import Network
 
-from sim.agents import (
-    OEM,
-    ROLE_CLASSES,
-    Government,
-    MagnetPlant,
-    MetalMaker,
-    Mine,
-    Recycler,
-    Separator,
-)
+from sim.agents import OEM, ROLE_CLASSES, Converter, Government, Mine, Recycler
 from sim.calendar import parse_month
 from sim.market import adjust_prices, clear
 from sim.network import (
@@ -480,10 +471,7 @@ class SupplyChainModel(mesa.Model):
         self._update_unit_cost()
         Mine.produce(self)
         Recycler.collect(self)
-        Separator.produce(self)
-        MetalMaker.produce(self)
-        MagnetPlant.produce(self)
-        Recycler.produce(self)
+        Converter.produce(self)  # separators, metal makers, magnet plants, recyclers
         OEM.use_magnets(self)
         self.place_orders()
         self.trade()
