@@ -13,20 +13,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.scenarios import load_experiment, run_experiment  # noqa: E402
+from sim.scenarios import china_exports, load_experiment, run_experiment  # noqa: E402
 
 
 def exports(res, month: str, to: str | None = None) -> float:
-    fl = res.flows
-    sel = (fl["product"] == "magnet") & (fl["source_region"] == "china")
-    sel &= fl["target_region"] != "china"
-    if to:
-        sel &= fl["target_region"] == to
-    return float(fl[sel & (fl["date"] == month)]["tonnes"].sum())
+    return float(china_exports(res, "magnet", to).get(pd.Timestamp(month), 0.0))
 
 
 def figures(res) -> dict[str, float]:

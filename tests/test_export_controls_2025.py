@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from sim.scenarios import load_experiment, run_experiment
+from sim.scenarios import china_exports, load_experiment, run_experiment
 from tests.conftest import ROOT
 
 SEEDS = range(4)
@@ -26,12 +27,7 @@ def _runs(seed: int):
 
 
 def _exports(res, month, to=None):
-    fl = res.flows
-    sel = (fl["product"] == "magnet") & (fl["source_region"] == "china")
-    sel &= fl["target_region"] != "china"
-    if to:
-        sel &= fl["target_region"] == to
-    return fl[sel & (fl["date"] == month)]["tonnes"].sum()
+    return float(china_exports(res, "magnet", to).get(pd.Timestamp(month), 0.0))
 
 
 def _yoy(res, month, to=None):
