@@ -29,6 +29,14 @@ NonNeg = Annotated[float, Field(ge=0.0)]
 Pos = Annotated[float, Field(gt=0.0)]
 
 
+def check_sector_keys(v: dict[str, Any]) -> dict[str, Any]:
+    """Raise ValueError unless every key of ``v`` is a sector name."""
+    bad = [k for k in v if k not in SECTORS]
+    if bad:
+        raise ValueError(f"unknown sector(s) {bad}; sectors are {list(SECTORS)}")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
 
@@ -335,10 +343,7 @@ class World(_Strict):
     @field_validator("sectors")
     @classmethod
     def _sector_names(cls, v: dict[str, SectorSpec]) -> dict[str, SectorSpec]:
-        bad = [k for k in v if k not in SECTORS]
-        if bad:
-            raise ValueError(f"unknown sector(s) {bad}; sectors are {list(SECTORS)}")
-        return v
+        return check_sector_keys(v)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> World:

@@ -91,12 +91,9 @@ class ExportRule(_Dated):
     @field_validator("exempt_share_by_sector")
     @classmethod
     def _sectors(cls, v: dict[str, float]) -> dict[str, float]:
-        from sim.world import SECTORS
+        from sim.world import check_sector_keys
 
-        bad = [k for k in v if k not in SECTORS]
-        if bad:
-            raise ValueError(f"unknown sector(s) {bad}; sectors are {list(SECTORS)}")
-        return v
+        return check_sector_keys(v)
 
     quota_t_per_yr: NonNeg | None = None
     leakage_share: Share = Field(
