@@ -11,23 +11,45 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.network import NP, Links
+from sim.policies.base import LinkTerms
 
 
 @dataclass
 class Clearing:
-    """Outcome of one month's clearing.
+    """Outcome of one month's clearing (per link unless said otherwise).
+
+    What a buyer pays per kg on link ``e`` is ``landed_usd_per_kg[e]`` =
+    ``price_usd_per_kg`` (to the seller; includes ``rent_usd_per_kg``, the premium a binding
+    link cap earns the seller) + ``tariff_usd_per_kg`` (to the importing government) +
+    ``duty_usd_per_kg`` (to the exporting government) + ``transport_usd_per_kg`` (to carriers).
 
     Attributes:
         shipped_t: Tonnes shipped per link.
-        landed_usd_per_kg: Landed cost per link (ask x (1 + tariff) + transport).
-        demand_slot_t: Orders received per slot over both rounds (the demand signal).
+        landed_usd_per_kg: Landed cost per link (the buyer's price per kg).
+        price_usd_per_kg: What the seller receives per kg (ask + rent).
+        rent_usd_per_kg: Scarcity rent of a binding link cap, earned by the seller.
+        tariff_usd_per_kg: Import tariff per kg, paid to the importing government.
+        duty_usd_per_kg: Export duty per kg, paid to the exporting government.
+        transport_usd_per_kg: Transport cost per kg.
+        wanted_t: Tonnes buyers wanted on each link in round 1 before link caps (notional).
+        demand_slot_t: Orders attributed to each slot: its sales plus its share of the orders
+            left unmet after both rounds (sums to total orders; no double count).
+        offered_slot_t: Orders reaching each slot within link caps in round 1 (the demand a
+            seller can serve; rationed demand shows in ``wanted_t`` on capped links).
         sold_slot_t: Tonnes sold per slot.
         received_order_t: Tonnes shipped per buyer.
     """
 
     shipped_t: np.ndarray
     landed_usd_per_kg: np.ndarray
+    price_usd_per_kg: np.ndarray
+    rent_usd_per_kg: np.ndarray
+    tariff_usd_per_kg: np.ndarray
+    duty_usd_per_kg: np.ndarray
+    transport_usd_per_kg: np.ndarray
+    wanted_t: np.ndarray
     demand_slot_t: np.ndarray
+    offered_slot_t: np.ndarray
     sold_slot_t: np.ndarray
     received_order_t: np.ndarray
 
@@ -46,8 +68,9 @@ def clear(
     orders_t: np.ndarray,
     offer_slot_t: np.ndarray,
     ask_slot_usd_per_kg: np.ndarray,
-    tariff: np.ndarray,
-    cap_t: np.ndarray,
+    terms: LinkTerms,
+    rent_usd_per_kg: np.ndarray,
+    qualified_t: np.ndarray,
     ref_price_usd_per_kg: np.ndarray,
     price_sensitivity: float,
 ) -> Clearing:
@@ -56,15 +79,17 @@ def clear(
     Round 1 splits each buyer's order over its open links by a logit on landed cost (relative
     to the product's reference price, cheapest link of the buyer = weight 1); sellers short of
     stock fill pro rata. Round 2 re-routes what was not filled to links whose seller still has
-    stock, weighted the same way. Link caps (export licences, quotas) bound each link's total.
+    stock, weighted the same way. Link caps (policy caps and supplier qualification) bound each
+    link's total.
 
     Args:
         links: Link arrays.
         orders_t: Tonnes each node wants to buy this month (by node).
         offer_slot_t: Tonnes each slot can sell (by slot).
         ask_slot_usd_per_kg: Asking price per slot.
-        tariff: Ad valorem tariff/duty per link.
-        cap_t: Maximum tonnes per link this month (``inf`` where unrestricted).
+        terms: This month's policy terms per link (tariff, duty, caps).
+        rent_usd_per_kg: Premium per link that a binding cap lets the seller charge.
+        qualified_t: Most tonnes each link may carry given supplier qualification.
         ref_price_usd_per_kg: Reference price per product (scales the logit).
         price_sensitivity: Logit weight on relative landed cost.
 
@@ -73,21 +98,28 @@ def clear(
     """
     n = orders_t.size
     n_slots = offer_slot_t.size
-    landed = ask_slot_usd_per_kg[links.slot] * (1.0 + tariff) + links.transport_usd_per_kg
+    price = ask_slot_usd_per_kg[links.slot] + rent_usd_per_kg
+    tariff = price * terms.tariff
+    duty = price * terms.duty
+    transport = links.transport_usd_per_kg
+    landed = price + tariff + duty + transport
     if links.n == 0:
-        z = np.zeros(0)
-        return Clearing(z, z, np.zeros(n_slots), np.zeros(n_slots), np.zeros(n))
+        z, zs = np.zeros(0), np.zeros(n_slots)
+        return Clearing(z, z, z, z, z, z, z, z, zs, zs.copy(), zs.copy(), np.zeros(n))
+    cap_t = np.minimum(terms.cap_t, qualified_t)
     rel = landed / ref_price_usd_per_kg[links.product]
-    seg_min = np.minimum.reduceat(rel, links.seg_start)
+    open_ = terms.cap_t > 0
+    rel_open = np.where(open_, rel, np.inf)
+    seg_min = np.minimum.reduceat(rel_open, links.seg_start)
     best = np.empty(n)
     best[links.seg_buyer] = seg_min
-    open_ = cap_t > 0
-    w = np.exp(-price_sensitivity * (rel - best[links.dst])) * open_
+    w = np.where(open_, np.exp(-price_sensitivity * (rel - best[links.dst])), 0.0)
 
     # round 1
-    want = np.minimum(_spread(links, w, orders_t, n), cap_t)
-    demand_slot = np.bincount(links.slot, want, minlength=n_slots)
-    fill = np.divide(offer_slot_t, demand_slot, out=np.ones(n_slots), where=demand_slot > 0)
+    wanted = _spread(links, w, orders_t, n)
+    want = np.minimum(wanted, cap_t)
+    offered = np.bincount(links.slot, want, minlength=n_slots)
+    fill = np.divide(offer_slot_t, offered, out=np.ones(n_slots), where=offered > 0)
     np.minimum(fill, 1.0, out=fill)
     ship = want * fill[links.slot]
 
@@ -105,12 +137,24 @@ def clear(
     ship2 = want2 * fill2[links.slot]
     ship = ship + ship2
     sold = sold + np.bincount(links.slot, ship2, minlength=n_slots)
+    received = np.bincount(links.dst, ship, minlength=n)
+    # orders still unmet are attributed to the links the buyer wanted, pro rata
+    still = np.maximum(orders_t - received, 0.0)
+    short_w = np.maximum(wanted - ship, 0.0)
+    unmet_link = _spread(links, short_w, still, n)
     return Clearing(
         shipped_t=ship,
         landed_usd_per_kg=landed,
-        demand_slot_t=demand_slot + demand2,
+        price_usd_per_kg=price,
+        rent_usd_per_kg=np.asarray(rent_usd_per_kg, float) * (ship >= 0),
+        tariff_usd_per_kg=tariff,
+        duty_usd_per_kg=duty,
+        transport_usd_per_kg=transport,
+        wanted_t=wanted,
+        demand_slot_t=sold + np.bincount(links.slot, unmet_link, minlength=n_slots),
+        offered_slot_t=offered,
         sold_slot_t=sold,
-        received_order_t=got + np.bincount(links.dst, ship2, minlength=n),
+        received_order_t=received,
     )
 
 

@@ -187,6 +187,7 @@ class SupplyChainModel(mesa.Model):
         self.horizon = int(self.links.lead_months.max(initial=1)) + 2
         self.transit = np.zeros((self.horizon, self.links.n))
         self.relationship = np.zeros(self.links.n)  # link's share of the buyer's purchases
+        self.link_rent = np.zeros(self.links.n)  # usd/kg premium of a binding link cap
         self._lead_mean = np.divide(
             lead_sum, lead_cnt, out=np.ones(self.nodes.n), where=lead_cnt > 0
         )
@@ -546,8 +547,9 @@ class SupplyChainModel(mesa.Model):
             self.orders,
             s.inv_out.reshape(-1),
             s.ask.reshape(-1),
-            self.policies.tariff,
-            np.minimum(self.policies.cap_t, qualified),
+            self.policies.terms,
+            self.link_rent,
+            qualified,
             self.ref_price,
             b.price_sensitivity,
         )

@@ -7,12 +7,37 @@ set applies every instrument in declaration order, so instruments compose.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
+
+
+@dataclass
+class LinkTerms:
+    """This month's policy terms per link (arrays of length ``links.n``).
+
+    Attributes:
+        tariff: Ad valorem import tariff, paid by the buyer to the importing government.
+        duty: Ad valorem export duty, paid by the buyer to the exporting government.
+        cap_t: Most tonnes the link may carry this month (``inf``: unrestricted).
+    """
+
+    tariff: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    duty: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cap_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def reset(self, n: int) -> None:
+        """No tariff, no duty, no cap on ``n`` links."""
+        if self.tariff.size != n:
+            self.tariff, self.duty, self.cap_t = np.zeros(n), np.zeros(n), np.full(n, np.inf)
+        else:
+            self.tariff.fill(0.0)
+            self.duty.fill(0.0)
+            self.cap_t.fill(np.inf)
 
 
 class Instrument:
@@ -23,8 +48,8 @@ class Instrument:
     def update(self, model: SupplyChainModel) -> None:
         """Start of month: refresh the instrument's state (licences, budgets, schedules)."""
 
-    def link_terms(self, model: SupplyChainModel, tariff: np.ndarray, cap_t: np.ndarray) -> None:
-        """Modify per-link ad valorem tariff and tonnage caps in place."""
+    def link_terms(self, model: SupplyChainModel, terms: LinkTerms) -> None:
+        """Modify this month's per-link terms (tariff, duty, caps) in place."""
 
     def cap_production(
         self, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray
@@ -60,22 +85,30 @@ class PolicySet:
 
     def __init__(self, instruments: list[Instrument]):
         self.instruments = list(instruments)
-        self.tariff: np.ndarray = np.zeros(0)
-        self.cap_t: np.ndarray = np.zeros(0)
+        self.terms = LinkTerms()
+
+    @property
+    def tariff(self) -> np.ndarray:
+        """Ad valorem import tariff per link this month."""
+        return self.terms.tariff
+
+    @property
+    def duty(self) -> np.ndarray:
+        """Ad valorem export duty per link this month."""
+        return self.terms.duty
+
+    @property
+    def cap_t(self) -> np.ndarray:
+        """Tonnage cap per link this month."""
+        return self.terms.cap_t
 
     def update(self, model: SupplyChainModel) -> None:
         """Refresh instruments and this month's link terms."""
-        n = model.links.n
-        if self.tariff.size != n:
-            self.tariff = np.zeros(n)
-            self.cap_t = np.full(n, np.inf)
-        else:
-            self.tariff.fill(0.0)
-            self.cap_t.fill(np.inf)
+        self.terms.reset(model.links.n)
         for ins in self.instruments:
             ins.update(model)
         for ins in self.instruments:
-            ins.link_terms(model, self.tariff, self.cap_t)
+            ins.link_terms(model, self.terms)
 
     def cap_production(
         self, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray

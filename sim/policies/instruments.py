@@ -22,7 +22,7 @@ from sim.calendar import parse_month
 from sim.errors import UserError
 from sim.network import NP, ROLES, P
 from sim.policies import schemas as S  # noqa: N812
-from sim.policies.base import Instrument
+from sim.policies.base import Instrument, LinkTerms
 from sim.policies.registry import VALIDATORS, register
 from sim.world import PRODUCTS, SECTORS
 
@@ -205,14 +205,14 @@ class ExportControls(_Holder):
             cap = np.minimum(cap, q + spec.leakage_share * np.maximum(self.ref_flow - q, 0.0))
         return cap
 
-    def link_terms(self, model: SupplyChainModel, tariff: np.ndarray, cap_t: np.ndarray) -> None:
+    def link_terms(self, model: SupplyChainModel, terms: LinkTerms) -> None:
         """Caps on covered links (licences, quota) and the export duty."""
         if not self.in_force or self.links.size == 0:
             return
         L = self.links
-        cap_t[L] = np.minimum(cap_t[L], self.link_caps(model))
+        terms.cap_t[L] = np.minimum(terms.cap_t[L], self.link_caps(model))
         if self.spec.export_duty_share:
-            tariff[L] += self.spec.export_duty_share
+            terms.duty[L] += self.spec.export_duty_share
 
     def after_trade(self, model: SupplyChainModel) -> None:
         """Before the rule: learn the normal flow per link (the quota/exemption base)."""
@@ -250,9 +250,9 @@ class _ExportControlsSet(Instrument):
         for r in self.rules:
             r.update(model)
 
-    def link_terms(self, model: SupplyChainModel, tariff: np.ndarray, cap_t: np.ndarray) -> None:
+    def link_terms(self, model: SupplyChainModel, terms: LinkTerms) -> None:
         for r in self.rules:
-            r.link_terms(model, tariff, cap_t)
+            r.link_terms(model, terms)
 
     def after_trade(self, model: SupplyChainModel) -> None:
         for r in self.rules:
@@ -406,8 +406,9 @@ class Stockpiles(Instrument):
         if not open_.any():
             return
         L, room = L[open_], room[open_]
-        tariff = model.policies.tariff[L] if model.policies.tariff.size else 0.0
-        landed = s.ask.reshape(-1)[links.slot[L]] * (1.0 + tariff) + links.transport_usd_per_kg[L]
+        terms = model.policies.terms
+        levy = terms.tariff[L] + terms.duty[L] if terms.tariff.size else 0.0
+        landed = s.ask.reshape(-1)[links.slot[L]] * (1.0 + levy) + links.transport_usd_per_kg[L]
         inv = s.inv_out.reshape(-1)
         order = np.argsort(landed, kind="stable")
         for k in order:

@@ -8,7 +8,7 @@ import numpy as np
 
 from sim.calendar import parse_month
 from sim.network import P
-from sim.policies.base import Instrument
+from sim.policies.base import Instrument, LinkTerms
 from sim.world import TariffSpec
 
 if TYPE_CHECKING:
@@ -37,9 +37,9 @@ class Tariffs(Instrument):
             mask = into & from_ok & (links.product == P[spec.product])
             self.rules.append((start, end, spec.rate, np.flatnonzero(mask)))
 
-    def link_terms(self, model: SupplyChainModel, tariff: np.ndarray, cap_t: np.ndarray) -> None:
+    def link_terms(self, model: SupplyChainModel, terms: LinkTerms) -> None:
         """Add every tariff in force this month to the links it covers."""
         m = model.month_abs
         for start, end, rate, links in self.rules:
             if start <= m <= end:
-                tariff[links] += rate
+                terms.tariff[links] += rate
