@@ -33,7 +33,7 @@ def free_port() -> int:
 
 
 class Server:
-    """``solara run sim/app.py`` in a subprocess (its own process group), always stopped."""
+    """``solara run sim/app/page.py`` in a subprocess (its own process group), always stopped."""
 
     def __init__(self, world: str | None = None, ready_timeout: float = 60.0):
         from sim.app_cli import server_command, server_env
