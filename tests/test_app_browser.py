@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (JavaScript snippets evaluated in the browser)
 """The classroom page and the game in a real browser: Debian's chromium, headless, Playwright.
 
 Skipped when /usr/bin/chromium or the page's front-end files are unavailable. Screenshots at
@@ -7,7 +8,6 @@ Skipped when /usr/bin/chromium or the page's front-end files are unavailable. Sc
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 import pytest
@@ -20,8 +20,6 @@ pytestmark = [
 ]
 LOAD_MS = 60_000
 VIEW = {"width": 1280, "height": 720}
-MONTH_S = 0.3  # issue 11: one month update
-YEAR_OF_PLAY_S = 3.0  # issue 11: one simulated year of Play
 
 
 @pytest.fixture(scope="module")
@@ -173,30 +171,6 @@ def test_live_lever_acts_next_month(page):
     click(page, "+1 month")
     assert "January 2026: China's export licensing starts" in status(page)  # acted next month
     assert page.locator(".ndsim-pending").count() == 0
-
-
-@pytest.mark.parametrize("world", ["classroom", "baseline"])
-def test_month_and_year_of_play_timings(page, world):
-    if world != "classroom":
-        choose(page, "World", world)
-    times = [click(page, "+1 month") for _ in range(6)]
-    assert statistics.median(times) <= MONTH_S, times
-    start = status(page).split(":")[0]
-    t0 = time.perf_counter()
-    page.get_by_role("button", name="Play", exact=True).click()
-    y, m = start.split()[1], start.split()[0]
-    target = f"{m} {int(y) + 1}"
-    page.wait_for_function(
-        "t => document.querySelector('.ndsim-status').innerText.startsWith(t)",
-        arg=target,
-        timeout=30_000,
-    )
-    year_s = time.perf_counter() - t0
-    page.get_by_role("button", name="Pause", exact=True).click()
-    print(
-        f"{world}: month update median {statistics.median(times):.3f} s, year of play {year_s:.2f} s"
-    )
-    assert year_s <= YEAR_OF_PLAY_S, year_s
 
 
 # ---------------------------------------------------------------------------------- game

@@ -1,4 +1,7 @@
-"""docs/classroom.md's answers are what the code gives now (regenerate: python -m sim.app.lesson --write)."""
+"""docs/classroom.md's answers are what the code gives now.
+
+Regenerate with ``python -m sim.app.lesson --write``.
+"""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ def _totals_html(run: LiveRun) -> str:
 
 
 @solara.component
-def Levers(run: LiveRun, controls: Controls, on_controls) -> None:  # noqa: N802
+def Levers(run: LiveRun, controls: Controls, on_controls, pending: bool) -> None:  # noqa: N802
     """The live levers, each with its value in its label."""
     c = controls
 
@@ -143,7 +143,7 @@ def Levers(run: LiveRun, controls: Controls, on_controls) -> None:  # noqa: N802
         on_value=lambda v: put(demand_growth=float(v)),
         thumb_label=False,
     )
-    if run.pending is not None:
+    if pending:
         solara.Text("changed: acts from next month", classes=["ndsim-pending"])
 
 
@@ -226,7 +226,7 @@ def Page() -> None:  # noqa: N802 - Solara page
     with solara.Div(classes=["ndsim-body"]):
         with solara.Div(classes=["ndsim-side"]):
             solara.Text(p.note, classes=["ndsim-key"])
-            Levers(run, controls, set_controls)
+            Levers(run, controls, set_controls, run.pending is not None)
             solara.HTML(unsafe_innerHTML=_totals_html(run))
         with solara.Div(classes=["ndsim-main"]):
             solara.Text(
