@@ -9,14 +9,17 @@ machine's (``SlurmdParameters=config_overrides``) so that many one-core worker j
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["slurm-wlm", "munge"]
 DAEMONS = ["munged", "slurmctld", "slurmd"]
 PARTITION = "debug"
@@ -229,3 +232,47 @@ class LocalSlurm:
                 time.sleep(0.3)
         for name in reversed(DAEMONS):
             self._stop(name)
+        self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        """SIGKILL any process still started for this cluster (job steps, workers)."""
+        mark = f"SLURM_CONF={self.conf}".encode()
+        spare = {os.getpid(), os.getppid()}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit() or int(d.name) in spare:
+                continue
+            try:
+                env = (d / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if mark in env:
+                with contextlib.suppress(OSError):
+                    os.kill(int(d.name), signal.SIGKILL)
+
+
+def slow_python(tmp: Path, *, barrier: int, sleep_s: float) -> Path:
+    """A worker python whose runs first wait for ``barrier`` workers, then sleep.
+
+    Runs then occupy their worker long enough to count how many run at once, with no CPU.
+    """
+    site = tmp / "slowsite"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(
+        "import time\n"
+        "import sim.experiments.daskrun as d\n"
+        "_real = d.execute\n"
+        "def execute(*a, **k):\n"
+        "    from distributed import get_client\n"
+        "    c, end = get_client(), time.time() + 120\n"
+        f"    while len(c.scheduler_info(n_workers=-1)['workers']) < {barrier}:\n"
+        "        if time.time() > end:\n"
+        "            break\n"
+        "        time.sleep(0.25)\n"
+        f"    time.sleep({sleep_s})\n"
+        "    return _real(*a, **k)\n"
+        "d.execute = execute\n"
+    )
+    py = tmp / "slowpython"
+    py.write_text(f'#!/bin/sh\nPYTHONPATH={site}:{ROOT} exec {sys.executable} "$@"\n')
+    py.chmod(0o755)
+    return py

@@ -43,7 +43,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{s.n_errors} errors; {s.wall_seconds:.1f} s on {s.backend}"
     )
     if s.peak_workers is not None:
-        print(f"peak {s.peak_in_flight} runs in flight on {s.peak_workers} workers. {s.jobs}")
+        jobs = f"; {s.jobs}" if s.jobs else ""
+        print(f"peak {s.peak_in_flight} runs in flight on {s.peak_workers} workers{jobs}")
     if s.n_skipped + s.n_ran < s.n_runs:
         print(f"incomplete: run again with --resume --out {s.out}")
     return 0

@@ -455,7 +455,7 @@ class SlurmWorkers:
     def describe(self) -> str:
         """A one-line account of the jobs, for the sweep's summary."""
         c = self.counts
-        return f"{c.submitted} SLURM jobs submitted, {c.ended} ended early, {len(self.jobs)} live"
+        return f"{c.submitted} SLURM jobs submitted, {c.ended} ended early"
 
     # ------------------------------------------------------------------------- stop
     def close(self) -> None:
