@@ -220,13 +220,17 @@ def test_no_sbatch_ends_with_a_clear_error(tmp_path, capsys, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ Ctrl-C
-def test_sigterm_cancels_jobs_and_prints_the_resume_hint(slurm, tmp_path):
-    """SIGTERM (kill, scancel of the client's job) acts as Ctrl-C (the walk-through's)."""
-    py = slow_python(tmp_path, barrier=1, sleep_s=1.0)
-    spec = cluster_spec(tmp_path, extra=f'python = "{py}"')
+def test_sigterm_saves_runs_and_prints_the_resume_hint(tmp_path):
+    """SIGTERM (kill, or scancel of a batch job running the client) acts as Ctrl-C.
+
+    On the in-process backend, to keep it cheap: the SLURM side of an interruption (jobs
+    cancelled) is the walk-through's Ctrl-C, and both signals take the same path.
+    """
+    spec = write_spec(tmp_path, SPEC.replace("chunk_runs = 3", "chunk_runs = 1"))
     out = tmp_path / "o"
+    cmd = ["sweep", str(spec), "--out", str(out), "--workers", "1", "--no-progress"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", "sweep", str(spec), "--out", str(out), "--no-progress"],
+        [sys.executable, "-m", "sim.cli", *cmd],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -237,7 +241,7 @@ def test_sigterm_cancels_jobs_and_prints_the_resume_hint(slurm, tmp_path):
         while time.monotonic() < deadline and proc.poll() is None:
             if list((out / "parts").glob("runs-*.parquet")):
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
@@ -246,14 +250,10 @@ def test_sigterm_cancels_jobs_and_prints_the_resume_hint(slurm, tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    assert "interrupted" in err and "cancelled job" in err
-    assert f"--resume --out {out}" in err
-    assert "Couldn't gather" not in err and "Traceback" not in err
-    assert not our_jobs(slurm)
+    assert err.startswith("interrupted\n") and "Traceback" not in err
+    assert f"to go on: ndsim sweep {spec} --resume --out {out} --workers 1\n" in err
     kept = load_runs(out)
-    assert 3 <= len(kept) < 16 and kept["run_id"].is_unique
-    s = sweep(spec, out=out, workers=1, progress=False, resume=True)  # completes the rest
-    assert s.n_skipped + s.n_ran == 16
+    assert 1 <= len(kept) < 16 and kept["run_id"].is_unique
 
 
 # ------------------------------------------------------------------------------ settings
@@ -304,8 +304,8 @@ def test_docs_walkthrough(slurm, tmp_path):
     spec = doc_block("walkthrough:spec").replace(
         'world = "models/classroom.toml"', f'world = "{ROOT / "models" / "classroom.toml"}"'
     )
-    # test-only: runs that take 0.5 s each, so that Ctrl-C lands mid-sweep; a free dashboard port
-    py = slow_python(tmp_path, barrier=1, sleep_s=0.5)
+    # test-only: runs that sleep 0.25 s each, so that Ctrl-C lands mid-sweep; a free dashboard port
+    py = slow_python(tmp_path, barrier=1, sleep_s=0.25)
     spec += f'python = "{py}"\nscheduler_options = {{dashboard_address = ":0"}}\n'
     (tmp_path / "trial.toml").write_text(spec)
     commands = [c.split() for c in doc_block("walkthrough:commands").splitlines() if c.strip()]
@@ -322,7 +322,9 @@ def test_docs_walkthrough(slurm, tmp_path):
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
 
-    assert run(commands[0]).returncode == 0
+    from sim.cli import main
+
+    assert main([*commands[0][1:-1], str(tmp_path / commands[0][-1])]) == 0  # validate
     proc = subprocess.Popen(
         ndsim + commands[1][1:],
         cwd=tmp_path,
