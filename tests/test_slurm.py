@@ -354,13 +354,15 @@ def test_docs_walkthrough(slurm, tmp_path):
     assert "\ninterrupted\n" in err and "cancelled job" in err and "Traceback" not in err
     assert f"to go on: {' '.join(commands[2])}\n" in err  # the documented resume command
     assert not our_jobs(slurm)
+    n = 2 * 16  # the spec's replicates x design n
+    assert "replicates = 2" in spec and "n = 16" in spec
     kept = load_runs(tmp_path / "runs" / "trial")
-    assert 0 < len(kept) < 64
+    assert 0 < len(kept) < n
     done = run(commands[2])
     assert done.returncode == 0, done.stderr
-    assert "64 in the design" in done.stdout and "0 errors" in done.stdout
+    assert f"{n} in the design" in done.stdout and "0 errors" in done.stdout
     final = load_runs(tmp_path / "runs" / "trial")
-    assert final["run_id"].tolist() == list(range(64))
+    assert final["run_id"].tolist() == list(range(n))
 
 
 def test_docs_sizing_table_follows_from_its_inputs():

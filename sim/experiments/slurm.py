@@ -119,6 +119,7 @@ class JobPlan:
 
 def plan_jobs(c: ClusterSpec, out: Path) -> JobPlan:
     """Resolve ``[cluster]``: each key not given comes from the site's ``jobqueue.slurm``."""
+    import_jobqueue()  # registers dask-jobqueue's defaults under the site's settings
     cores = c.cores or _site("cores")
     memory = c.memory or _site("memory")
     missing = [k for k, v in (("cores", cores), ("memory", memory)) if not v]
