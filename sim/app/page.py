@@ -28,9 +28,11 @@ from sim.app.charts import (
     window,
 )
 from sim.app.controls import PRESETS, Controls, default_world, world_choices
+from sim.app.echarts import Echarts, option_json
 from sim.app.live import LiveRun, month_words
 
-PLAY_MONTH_S = 0.2  # at most 5 months a second in Play: a year in under 3 s
+PLAY_MONTH_S = 0.2  # Play runs 5 months a second: a year in 2.4 s
+PLAY_MAX_MONTHS = 3  # months one Play update may cover when drawing lags
 CSS = """
 .v-application { font-size: 18px; }
 .solara-content-main, .v-main__wrap > div { padding: 0 !important; }
@@ -38,6 +40,7 @@ CSS = """
   background: #f2f2f2; flex-wrap: nowrap; height: 56px; }
 .ndsim-bar .v-btn { font-size: 18px !important; text-transform: none; }
 .ndsim-bar .v-input { font-size: 17px; max-width: 330px; margin-top: 0; padding-top: 0; }
+.ndsim-bar .v-field__loader { display: none; }  /* an invisible bar that animates forever */
 .ndsim-title { font-size: 20px; font-weight: 700; white-space: nowrap; }
 .ndsim-body { display: flex; gap: 8px; padding: 4px 8px; }
 .ndsim-side { width: 285px; flex: none; font-size: 17px; }
@@ -63,7 +66,7 @@ TOP_CHART_HEIGHT = "318px"
 
 def _fig(name: str, option: dict, height: str) -> None:
     with solara.Div(classes=["ndsim-figure", f"ndsim-fig-{name}"]):
-        solara.FigureEcharts(option=option, attributes={"style": f"height: {height}; width: 100%;"})
+        Echarts(option_json(option), f"height: {height}; width: 100%;")
 
 
 def _totals_html(run: LiveRun) -> str:
@@ -155,6 +158,7 @@ def Page() -> None:  # noqa: N802 - Solara page
     restart, set_restart = solara.use_state(0)
     playing, set_playing = solara.use_state(False)
     whole, set_whole = solara.use_state(False)
+    more, set_more = solara.use_state(False)
     _, set_version = solara.use_state(0)
     last_events = solara.use_ref([])
     p = PRESETS[preset]
@@ -179,10 +183,14 @@ def Page() -> None:  # noqa: N802 - Solara page
         set_version(lambda v: v + 1)
 
     def play(cancel: threading.Event) -> None:
+        # Paced by the clock: when drawing lags, the next update covers the months due
+        # (fewer, larger updates) so that a simulated year never takes more than 12 beats.
+        t0, done = time.perf_counter(), 0
         while playing and run is not None and run.model.running and not cancel.is_set():
-            t0 = time.perf_counter()
-            advance(1)
-            time.sleep(max(0.0, PLAY_MONTH_S - (time.perf_counter() - t0)))
+            due = int((time.perf_counter() - t0) / PLAY_MONTH_S) + 1
+            advance(max(1, min(due - done, PLAY_MAX_MONTHS)))
+            done = max(due, done + 1)
+            time.sleep(max(0.0, t0 + done * PLAY_MONTH_S - time.perf_counter()))
         if run is not None and not run.model.running:
             set_playing(False)
 
@@ -257,6 +265,17 @@ def Page() -> None:  # noqa: N802 - Solara page
                 )
             )
             rest = [n for n in CHARTS if n not in p.charts]
+            solara.Button(
+                ("Hide" if more else "Show")
+                + " the other charts ("
+                + ", ".join(CHARTS[n].split(" (")[0].lower() for n in rest)
+                + ")",
+                on_click=lambda: set_more(not more),
+                text=True,
+                classes=["ndsim-more"],
+            )
+            if not more:
+                return  # charts nobody looks at cost a message and a drawing every month
             for k in range(0, len(rest), 2):
                 with solara.Div(classes=["ndsim-row"]):
                     for name in rest[k : k + 2]:
