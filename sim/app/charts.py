@@ -27,6 +27,7 @@ REGION_LABEL = {"china": "China", "usa": "USA", "eu": "EU", "japan": "Japan", "o
 FLOW_COLOUR = "#95a5a6"
 LICENSED_COLOUR = "#e67e22"
 BLOCKED_COLOUR = "#111111"  # never a region colour
+BASELINE_KEY_COLOUR = "#9a9a9a"
 CHARTS = {
     "prices": "Magnet prices",
     "shortages": "Magnet shortages by region (t per month)",
@@ -106,7 +107,7 @@ def _line(name: str, dates: list[str], y: np.ndarray, colour: str, **kw: Any) ->
 
 def _faded(dates: list[str], y: np.ndarray, colour: str, grid: int | None = None) -> dict:
     extra = {} if grid is None else {"xAxisIndex": grid, "yAxisIndex": grid}
-    return _line(
+    line = _line(
         "no-policy run",
         dates,
         y,
@@ -116,6 +117,8 @@ def _faded(dates: list[str], y: np.ndarray, colour: str, grid: int | None = None
         z=1,
         **extra,
     )
+    line["itemStyle"] = {"color": BASELINE_KEY_COLOUR}  # its legend entry: grey, not a region
+    return line
 
 
 EVENT_COLOURS = {"controls": "#111111", "capacity": "#27ae60", "stockpile": "#8e44ad"}

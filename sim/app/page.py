@@ -45,7 +45,7 @@ CSS = """
 .ndsim-body { display: flex; gap: 8px; padding: 4px 8px; }
 .ndsim-side { width: 285px; flex: none; font-size: 17px; }
 .ndsim-side .v-label, .ndsim-side label { font-size: 17px !important;
-  color: #111 !important; }
+  color: #111 !important; opacity: 1 !important; }
 .ndsim-side .v-input { margin-top: 0; padding-top: 0; }
 .ndsim-side .v-messages { display: none; }
 .ndsim-main { flex: 1; min-width: 0; }
