@@ -60,6 +60,17 @@ CSS = """
 .ndsim-row > div { flex: 1; min-width: 0; }
 .ndsim-error { font-size: 18px; color: #b00020; white-space: pre-wrap; }
 """
+KEY_HTML = (
+    "<div class='ndsim-key'>Circles: size = capacity (users: demand). "
+    f"Arrows: <span style='color:{FLOW_COLOUR}'>&#9644; trade</span> "
+    f"(thicker = more t), <span style='color:{LICENSED_COLOUR}'>&#9644; "
+    f"licensed export</span>, <span style='color:{BLOCKED_COLOUR}'>"
+    "- - blocked export</span>. Charts: dashed = the no-policy run; dotted marks: "
+    + ", ".join(
+        f"<span style='color:{EVENT_COLOURS[k]}'>{w}</span>" for k, w in EVENT_WORDS.items()
+    )
+    + ".</div>"
+)
 NETWORK_HEIGHT = "230px"
 TOP_CHART_HEIGHT = "318px"
 
@@ -160,6 +171,9 @@ def Page() -> None:  # noqa: N802 - Solara page
     whole, set_whole = solara.use_state(False)
     more, set_more = solara.use_state(False)
     _, set_version = solara.use_state(0)
+    # the month counter only the month-driven parts read: a step re-renders them, not the bar
+    # and the levers
+    tick = solara.use_memo(lambda: solara.reactive(0), [])
     last_events = solara.use_ref([])
     p = PRESETS[preset]
 
@@ -179,8 +193,11 @@ def Page() -> None:  # noqa: N802 - Solara page
         if run is None:
             return
         with lock:
+            had_pending = run.pending is not None
             last_events.current = run.step(months)
-        set_version(lambda v: v + 1)
+        tick.set(tick.value + 1)
+        if had_pending:  # the levers' "changed" flag goes
+            set_version(lambda v: v + 1)
 
     def play(cancel: threading.Event) -> None:
         # Paced by the clock: when drawing lags, the next update covers the months due
@@ -224,46 +241,14 @@ def Page() -> None:  # noqa: N802 - Solara page
     if run is None:
         solara.Text(error or "no model", classes=["ndsim-error"])
         return
-    m = run.model
-    view = View(
-        run.series(),
-        run.baseline(),
-        tuple(run.events),
-        window(m.start_abs, m.end_abs, run.month_shown, whole),
-    )
     with solara.Div(classes=["ndsim-body"]):
         with solara.Div(classes=["ndsim-side"]):
             solara.Text(p.note, classes=["ndsim-key"])
             Levers(run, controls, set_controls, run.pending is not None)
-            solara.HTML(unsafe_innerHTML=_totals_html(run))
+            Totals(run, tick)
         with solara.Div(classes=["ndsim-main"]):
-            solara.Text(
-                run.what_just_happened(last_events.current),
-                classes=["ndsim-status"],
-            )
-            _fig(
-                "network",
-                network_chart(m, layout, f"Supply chain, {month_words(run.month_shown)}"),
-                NETWORK_HEIGHT,
-            )
-            with solara.Div(classes=["ndsim-row"]):
-                for name in p.charts:
-                    _fig(name, CHART_BUILDERS[name](view), TOP_CHART_HEIGHT)
-            solara.HTML(
-                unsafe_innerHTML=(
-                    "<div class='ndsim-key'>Circles: size = capacity (users: demand). "
-                    f"Arrows: <span style='color:{FLOW_COLOUR}'>&#9644; trade</span> "
-                    f"(thicker = more t), <span style='color:{LICENSED_COLOUR}'>&#9644; "
-                    f"licensed export</span>, <span style='color:{BLOCKED_COLOUR}'>"
-                    "- - blocked export</span>. Charts: dashed = the no-policy run; dotted "
-                    "marks: "
-                    + ", ".join(
-                        f"<span style='color:{EVENT_COLOURS[k]}'>{w}</span>"
-                        for k, w in EVENT_WORDS.items()
-                    )
-                    + ".</div>"
-                )
-            )
+            Month(run, layout, p.charts, whole, tick, last_events)
+            solara.HTML(unsafe_innerHTML=KEY_HTML)
             rest = [n for n in CHARTS if n not in p.charts]
             solara.Button(
                 ("Hide" if more else "Show")
@@ -274,9 +259,50 @@ def Page() -> None:  # noqa: N802 - Solara page
                 text=True,
                 classes=["ndsim-more"],
             )
-            if not more:
-                return  # charts nobody looks at cost a message and a drawing every month
-            for k in range(0, len(rest), 2):
-                with solara.Div(classes=["ndsim-row"]):
-                    for name in rest[k : k + 2]:
-                        _fig(name, CHART_BUILDERS[name](view), TOP_CHART_HEIGHT)
+            if more:  # charts nobody looks at would cost a message and a drawing every month
+                OtherCharts(run, rest, whole, tick)
+
+
+def _view(run: LiveRun, whole: bool) -> View:
+    m = run.model
+    return View(
+        run.series(),
+        run.baseline(),
+        tuple(run.events),
+        window(m.start_abs, m.end_abs, run.month_shown, whole),
+    )
+
+
+@solara.component
+def Totals(run: LiveRun, tick: solara.Reactive[int]) -> None:  # noqa: N802
+    """Running totals per region (re-rendered each month)."""
+    _ = tick.value
+    solara.HTML(unsafe_innerHTML=_totals_html(run))
+
+
+@solara.component
+def Month(run: LiveRun, layout, charts, whole: bool, tick, last_events) -> None:  # noqa: N802
+    """What changes each month: the status line, the network and the exercise's two charts."""
+    _ = tick.value
+    m = run.model
+    view = _view(run, whole)
+    solara.Text(run.what_just_happened(last_events.current), classes=["ndsim-status"])
+    _fig(
+        "network",
+        network_chart(m, layout, f"Supply chain, {month_words(run.month_shown)}"),
+        NETWORK_HEIGHT,
+    )
+    with solara.Div(classes=["ndsim-row"]):
+        for name in charts:
+            _fig(name, CHART_BUILDERS[name](view), TOP_CHART_HEIGHT)
+
+
+@solara.component
+def OtherCharts(run: LiveRun, names: list[str], whole: bool, tick) -> None:  # noqa: N802
+    """The charts below the fold, two a row (only while shown)."""
+    _ = tick.value
+    view = _view(run, whole)
+    for k in range(0, len(names), 2):
+        with solara.Div(classes=["ndsim-row"]):
+            for name in names[k : k + 2]:
+                _fig(name, CHART_BUILDERS[name](view), TOP_CHART_HEIGHT)
