@@ -129,15 +129,17 @@ def test_eu_recycling_collects_in_the_classroom_world():
 
 
 def test_contract_pays_the_magnet_maker_and_costs_the_ev_maker():
-    none, deal = play({}), play({"ev_maker": {"contract_usd_per_kg": 150}})
+    none, deal = play({}), play({"ev_maker": {"contract_usd_per_kg": 150, "stock_days": 60}})
     ev, mm = (
         [g.scoreboard()["ev_maker"]["EV maker cost (M USD)"][0] for g in (none, deal)],
         [g.scoreboard()["magnet_maker"]["Magnet maker profit (M USD)"][0] for g in (none, deal)],
     )
     assert ev[0] == 0 and ev[1] > 0
     assert mm[1] > mm[0]
-    # the EV maker's money is its own: US public money is untouched
+    # the EV maker's money (stock and contract) is its own: US public money is untouched
     assert deal.scoreboard()["usa"]["US public money (M USD)"][0] == 0
+    rec = deal.run.model.recorder
+    assert rec.policy_series[("stockpile_spent_usd", "magnet", "private:ev_maker")][0] > 0
 
 
 def test_investment_adds_capacity_after_the_lead_time():
