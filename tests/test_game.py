@@ -165,3 +165,19 @@ def test_ev_maker_and_magnet_maker_have_their_own_objectives(game):
     assert set(board["ev_maker"]) == {"EV maker shortage (t)", "EV maker cost (M USD)"}
     assert set(board["magnet_maker"]) == {"Magnet maker profit (M USD)"}
     assert not set(board["ev_maker"]) & set(board["usa"])
+
+
+def test_undo_replays_every_kind_of_lever_exactly():
+    g = play(
+        {
+            "usa": {"tariff_pct": 50, "stockpile_days": 60},
+            "eu": {"subsidy_usd_per_kg": 10, "recycling": 0.3},
+            "ev_maker": {"contract_usd_per_kg": 100, "invest_t_per_yr": 500},
+            "magnet_maker": {"metal_stock_days": 30, "invest_t_per_yr": 500},
+        }
+    )
+    board, shortage = g.scoreboard(), g.run.model.recorder.shortage[:24].copy()
+    g.advance(g.teacher_token)
+    g.undo(g.teacher_token)
+    np.testing.assert_array_equal(g.run.model.recorder.shortage[:24], shortage)
+    assert g.scoreboard() == board
