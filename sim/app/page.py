@@ -195,9 +195,9 @@ def Page() -> None:  # noqa: N802 - Solara page
         with lock:
             had_pending = run.pending is not None
             last_events.current = run.step(months)
-        tick.set(tick.value + 1)
-        if had_pending:  # the levers' "changed" flag goes
+        if had_pending:  # the levers' "changed" flag goes before the month shows
             set_version(lambda v: v + 1)
+        tick.set(tick.value + 1)
 
     def play(cancel: threading.Event) -> None:
         # Paced by the clock: when drawing lags, the next update covers the months due
