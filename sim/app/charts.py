@@ -195,12 +195,12 @@ def _multiples(
         left = 2 + c * (width + gap_x)
         grids.append(
             {
-                "left": f"{left + 6:.1f}%",
-                "width": f"{width - 6:.1f}%",
+                "left": f"{left:.1f}%",
+                "width": f"{width:.1f}%",
                 "top": top + 30 + r * (100 / rows + gap_y),
                 "height": f"{100 / rows - 30:.0f}%" if rows > 1 else None,
-                "bottom": 30 if rows == 1 else None,
-                "containLabel": False,
+                "bottom": 4 if rows == 1 else None,
+                "containLabel": True,  # y labels of any width stay inside the panel
             }
         )
         grids[-1] = {kk: vv for kk, vv in grids[-1].items() if vv is not None}
@@ -218,7 +218,7 @@ def _multiples(
         titles.append(
             {
                 "text": REGION_LABEL.get(g, g),
-                "left": f"{left + 6:.1f}%",
+                "left": f"{left + 3:.1f}%",
                 "top": top + r * (100 / rows + gap_y),
                 "textStyle": {"fontSize": FONT, "color": REGION_COLOUR.get(g, "#333")},
             }
