@@ -32,6 +32,7 @@ from sim.game.levers import (
     policy_tables,
     tariff_specs,
 )
+from sim.policies.instruments import KG_PER_T
 
 
 class GameError(Exception):
@@ -49,9 +50,6 @@ class Team:
     role: str
     name: str
     token: str
-
-
-KG_PER_T = 1000.0
 
 
 def _cum(x: np.ndarray) -> np.ndarray:
@@ -73,7 +71,7 @@ def objective_series(
     """Each role's objectives month by month (cumulative since the start) for a model run.
 
     China: its share of world magnet output (%). USA, EU: magnet shortage of the region's
-    users (t) and public money (million USD). EV maker: shortage of its own plants (t) and its
+    users (t) and public money (million USD). EV maker: shortage of the US EV makers (t) and its
     cost: own stock bought less sold, contract payments and investment (million USD). Magnet
     maker: profit, i.e. margin over unit cost on magnets made by its plants, plus contract
     income from the EV maker, less its metal stock, metal contract and investment (M USD).
