@@ -53,16 +53,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     raw = read_toml(args.file)
     if "scenarios" in raw:
+        from sim.experiments.cli import sigterm_as_interrupt
         from sim.scenarios import run_experiment_file
 
+        sigterm_as_interrupt()
         return run_experiment_file(
             args.file,
             out=args.out,
+            seeds=args.seeds,
             seed=args.seed,
             start=args.start,
             end=args.end,
             overrides=args.set,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            resume=args.resume,
         )
+    for flag in ("seeds", "workers", "scheduler", "resume"):
+        if getattr(args, flag) not in (None, False):
+            raise UserError(f"--{flag} is for experiment files; {args.file} is a world")
     import sim.api as api
     from sim.io import write_results
     from sim.world import load_world
@@ -134,8 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed",
         type=int,
         default=None,
-        help="seed of the model's generator (default 0; experiments: their own)",
+        help="seed of the model's generator (default 0; experiments: seed of replicate 0)",
     )
+    r.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="experiments: seeds per scenario (default: the file's `seeds`, else 8; "
+        "1: the single seed-0 run)",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="experiments: local worker processes (default: all cores; 1: in this process)",
+    )
+    r.add_argument(
+        "--scheduler", metavar="ADDRESS", help="experiments: a Dask scheduler, or 'local'"
+    )
+    r.add_argument("--resume", action="store_true", help="experiments: complete an interrupted run")
     r.add_argument("--start", help="first month YYYY-MM")
     r.add_argument("--end", help="last month YYYY-MM")
     r.add_argument(

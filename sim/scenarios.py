@@ -5,7 +5,9 @@ An experiment file is TOML::
     name = "export_controls_2025"        # optional (default: file stem)
     description = "..."
     world = "../models/baseline_2024.toml"   # relative to the experiment file
-    seed = 0                              # optional
+    seed = 0                              # optional: seed of replicate 0
+    seeds = 8                             # optional: replicates per scenario (default 8)
+    reference = "baseline"                # optional: scenario effects are measured against
     start = "2024-01"                     # optional, else the world's calendar
     end = "2030-12"
     [defaults]                            # optional: applied to every scenario first
@@ -22,9 +24,8 @@ An experiment file is TOML::
     [scenarios.policies.export_controls]  # merged into the world's [policies]
     ...
 
-``ndsim run EXPERIMENT.toml --out DIR`` writes ``DIR/<scenario>/`` (the results of each run),
-``DIR/figures/`` (side-by-side comparisons) and ``DIR/report.md``. All of it is written into a
-temporary directory that replaces ``DIR`` only when everything succeeded.
+Every scenario is a :class:`sim.scenario.Scenario`. ``ndsim run EXPERIMENT.toml`` runs each
+scenario on ``seeds`` seeds with common random numbers (see ``sim.experiments.ensemble``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ import pandas as pd
 
 from sim.calendar import parse_month
 from sim.errors import UserError
+from sim.scenario import Scenario
 from sim.world import apply_override, parse_override, read_toml, validate_world
 
 TOP_KEYS = (
@@ -51,6 +50,8 @@ TOP_KEYS = (
     "description",
     "world",
     "seed",
+    "seeds",
+    "reference",
     "start",
     "end",
     "defaults",
@@ -63,20 +64,19 @@ REPORT_KEYS = ("event_month", "focus_region", "years", "notes", "halt_months")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
-@dataclass
-class Scenario:
-    """One named scenario: the resolved raw world dict it runs."""
-
-    name: str
-    description: str
-    world_raw: dict[str, Any]
-    overrides: list[str]
-    seed: int
+DEFAULT_SEEDS = 8
 
 
 @dataclass
 class Experiment:
-    """A parsed, validated experiment file."""
+    """A parsed, validated experiment file.
+
+    Attributes:
+        seeds: Replicates per scenario; replicate ``r`` of every scenario runs with seed
+            ``seed + r`` (common random numbers across scenarios).
+        reference: The scenario effects are measured against (default: the first).
+        defaults: The ``[defaults]`` table, applied to every scenario (for the report).
+    """
 
     path: Path
     name: str
@@ -86,6 +86,26 @@ class Experiment:
     start: str | None = None
     end: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    seeds: int = DEFAULT_SEEDS
+    reference: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def scenario(self, name: str) -> Scenario:
+        """The scenario called ``name``.
+
+        Raises:
+            UserError: If there is none (with the nearest name).
+        """
+        names = [sc.name for sc in self.scenarios]
+        for sc in self.scenarios:
+            if sc.name == name:
+                return sc
+        near = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise UserError(
+            f"no scenario {name!r}{hint} (scenarios: {', '.join(names)})", file=str(self.path)
+        )
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -180,9 +200,13 @@ def load_experiment(
         if key in data:
             _check_month(data[key], key, problems)
     seed = data.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        problems.append(f"seed: expected an integer (got {seed!r})")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        problems.append(f"seed: expected a non-negative integer (got {seed!r})")
         seed = 0
+    n_seeds = data.get("seeds", DEFAULT_SEEDS)
+    if not isinstance(n_seeds, int) or isinstance(n_seeds, bool) or n_seeds < 1:
+        problems.append(f"seeds: expected a positive integer (got {n_seeds!r})")
+        n_seeds = DEFAULT_SEEDS
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append("defaults: expected a table")
@@ -261,10 +285,20 @@ def load_experiment(
                 name=name,
                 description=str(sc.get("description", "")),
                 world_raw=w,
-                overrides=list(sc.get("set", []) or []),
+                world_file=str(world_path),
+                overrides=tuple(
+                    [*(defaults.get("set") or []), *(sc.get("set") or []), *(overrides or [])]
+                ),
+                start=data.get("start"),
+                end=data.get("end"),
                 seed=sc_seed,
             )
         )
+    reference = data.get("reference", scenarios[0].name if scenarios else "")
+    if scenarios and reference not in [sc.name for sc in scenarios]:
+        near = difflib.get_close_matches(str(reference), [sc.name for sc in scenarios], n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        problems.append(f"reference: no scenario {reference!r}{hint}")
     if problems:
         n = len(problems)
         raise UserError(
@@ -279,80 +313,85 @@ def load_experiment(
         start=data.get("start"),
         end=data.get("end"),
         report=report,
+        seed=seed,
+        seeds=n_seeds,
+        reference=str(reference),
+        defaults=defaults,
     )
 
 
 # ----------------------------------------------------------------------------- running
-def run_experiment(
-    exp: Experiment, *, seed: int | None = None, start: str | None = None, end: str | None = None
-) -> dict[str, Any]:
-    """Run every scenario; return ``{name: Results}`` in file order."""
-    import sim.api as api
-
-    out: dict[str, Any] = {}
-    for sc in exp.scenarios:
-        out[sc.name] = api.run(
-            sc.world_raw,
-            seed=sc.seed if seed is None else seed,
-            start=start or exp.start,
-            end=end or exp.end,
-        )
-        out[sc.name].manifest["scenario_name"] = sc.name
-        out[sc.name].manifest["experiment"] = exp.name
-    return out
+def run_experiment(exp: Experiment, *, seed: int | None = None) -> dict[str, Any]:
+    """Run every scenario once (seed ``seed``, default each scenario's own); ``{name: Results}``."""
+    return {sc.name: sc.run(seed) for sc in exp.scenarios}
 
 
 def run_experiment_file(
     path: str | Path,
     *,
     out: str | Path | None = None,
+    seeds: int | None = None,
     seed: int | None = None,
     start: str | None = None,
     end: str | None = None,
     overrides: list[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
 ) -> int:
-    """``ndsim run EXPERIMENT.toml``: run all scenarios, write results, figures and report.
+    """``ndsim run EXPERIMENT.toml``: a seed ensemble of every scenario, tables, figures, report.
+
+    Args:
+        path: The experiment file.
+        out: Output directory (default ``runs/<experiment name>``).
+        seeds: Seeds per scenario (default: the file's ``seeds``, else 8).
+        seed: Seed of replicate 0 (default: the file's ``seed``, else 0).
+        start: First month, overriding the file.
+        end: Last month, overriding the file.
+        overrides: ``key.path=value`` strings applied to every scenario.
+        workers: Local worker processes (1: in this process).
+        scheduler: Dask scheduler address or ``local``.
+        resume: Complete an interrupted run from ``OUT.partial``.
+        progress: Show a progress bar.
 
     Returns:
         The exit code (0). User errors raise :class:`UserError` before anything is written.
     """
-    from sim.io import write_results
+    from sim.experiments.ensemble import run_ensemble
 
-    exp = load_experiment(path, overrides=overrides)
-    if seed is not None:
-        for sc in exp.scenarios:
-            sc.seed = seed
     for key, val in (("start", start), ("end", end)):
         if val:
             try:
                 parse_month(val)
             except ValueError as exc:
                 raise UserError(f"--{key}: {exc}") from None
+    exp = load_experiment(path, overrides=overrides)
+    if start or end:
+        exp.scenarios = [sc.with_period(start, end) for sc in exp.scenarios]
+    if seed is not None:
+        exp.seed = seed
     dest = Path(out or f"runs/{exp.name}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        results = run_experiment(exp, start=start, end=end)
-        for name, res in results.items():
-            write_results(res, tmp / name, figures=False)
-            print(
-                f"{exp.name}/{name}: {res.manifest['months']} months, "
-                f"{res.manifest['wall_seconds']:.2f} s",
-                file=sys.stderr,
-            )
-        metrics = {name: scenario_metrics(res, exp.report) for name, res in results.items()}
-        write_comparison_figures(results, tmp / "figures", exp.report)
-        text = report_markdown(exp, metrics)
-        (tmp / "report.md").write_text(text)
-        pd.DataFrame(_flat(metrics)).to_csv(tmp / "metrics.csv", index=False)
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    print(text)
-    print(f"results written to {dest}/ (one folder per scenario, figures/, report.md)")
+    s = run_ensemble(
+        exp,
+        dest,
+        seeds=seeds,
+        workers=workers,
+        scheduler=scheduler,
+        resume=resume,
+        progress=progress,
+    )
+    print(s.report)
+    print(
+        f"{exp.name}: {s.n_runs} runs ({len(exp.scenarios)} scenarios x "
+        f"{s.n_runs // len(exp.scenarios)} seeds; {s.n_skipped} resumed, {s.n_errors} failed) "
+        f"in {s.wall_seconds:.1f} s on {s.backend}"
+    )
+    print(
+        f"results written to {dest}/ (report.md, summary.parquet, effects.parquet, "
+        "metrics.parquet, figures/, one folder per scenario with seed "
+        f"{exp.seed}'s full results)"
+    )
     return 0
 
 
@@ -501,277 +540,29 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
     return m
 
 
-def _flat(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {"scenario": s, "metric": k, "value": v} for s, d in metrics.items() for k, v in d.items()
-    ]
+def figure_series(res: Any, report: dict[str, Any]) -> pd.DataFrame:
+    """The monthly series the experiment figures draw, long format: series, date, value.
 
-
-# ----------------------------------------------------------------------------- figures
-def write_comparison_figures(
-    results: dict[str, Any], out: Path, report: dict[str, Any]
-) -> list[Path]:
-    """Side-by-side figures of all scenarios (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    Series are named ``metric|product|label``: prices in China and ex-China, China's magnet
+    exports (all and to the focus region), magnet shortage per region outside China,
+    capacity outside China per stage, and the focus region's share of magnets from China.
+    """
     focus = report.get("focus_region", "usa")
-
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
-        path = out / name
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, prod in zip(axes, ("oxide", "magnet"), strict=True):
-        for k, (name, res) in enumerate(results.items()):
-            c = f"C{k}"
-            s = res.series("price_usd_per_kg", prod, "china")
-            ax.plot(s.index, s.values, "-", color=c, label=f"{name}: China")
-            s = res.series("price_usd_per_kg", prod, "world")
-            ax.plot(s.index, s.values, "--", color=c, label=f"{name}: ex-China")
-        ax.set_title(f"{prod} price (USD/kg)")
-    axes[0].legend(fontsize=7)
-    save(fig, "prices.png")
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for k, (name, res) in enumerate(results.items()):
-        s = china_exports(res)
-        axes[0].plot(s.index, s.values, color=f"C{k}", label=name)
-        s = china_exports(res, to_region=focus)
-        axes[1].plot(s.index, s.values, color=f"C{k}", label=name)
-    axes[0].set_title("China magnet exports (t/month)")
-    axes[1].set_title(f"China magnet exports to {focus} (t/month)")
-    axes[0].legend(fontsize=7)
-    save(fig, "exports.png")
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k, (name, res) in enumerate(results.items()):
-        ts = res.timeseries
-        sel = ts[(ts["metric"] == "shortage_t") & (ts["region"] != "china")]
-        s = sel.groupby("date")["value"].sum()
-        ax.plot(s.index, s.values, color=f"C{k}", label=name)
-    ax.set_title("magnet shortage outside China (t/month)")
-    ax.legend(fontsize=7)
-    save(fig, "shortage.png")
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    for ax, prod in zip(axes, ("oxide", "metal", "magnet"), strict=True):
-        for k, (name, res) in enumerate(results.items()):
-            s = non_china_capacity(res, prod)
-            ax.plot(s.index, s.values, color=f"C{k}", label=name)
-        ax.set_title(f"non-Chinese {prod} capacity (t/yr)")
-    axes[0].legend(fontsize=7)
-    save(fig, "capacity_non_china.png")
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k, (name, res) in enumerate(results.items()):
-        s = share_from_china(res, focus).rolling(3, min_periods=1).mean()
-        ax.plot(s.index, s.values, color=f"C{k}", label=name)
-    ax.set_title(f"share of {focus} magnet purchases from China (3-month mean)")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7)
-    save(fig, "share_from_china.png")
-    return paths
-
-
-# ------------------------------------------------------------------------------ report
-def _fmt(v: Any, kind: str = "") -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "n/a"
-    if kind == "pct":
-        return f"{100 * v:+.0f}%"
-    if kind == "share":
-        return f"{100 * v:.1f}%"
-    if kind == "usd":
-        return f"${v / 1e9:.2f} B" if abs(v) >= 1e8 else f"${v / 1e6:.1f} M"
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    return f"{v:.2f}"
-
-
-ROWS: list[tuple[str, str, str]] = [
-    ("exports_t_event", "China magnet exports in the event month (t)", ""),
-    ("exports_yoy_event", "... change y/y", "pct"),
-    ("exports_to_usa_yoy_event", "... to the US, change y/y", "pct"),
-    ("magnet_premium_event", "ex-China magnet price premium over China, event month", "pct"),
-    ("shortage_ex_china_t", "magnet shortage outside China, whole run (t)", ""),
-    ("stockpile_spent_usd", "stockpile spending", "usd"),
-    ("stockpile_bought_t", "stockpile purchases (t)", ""),
-    ("stockpile_released_t", "stockpile releases (t)", ""),
-    ("vault_disbursed_usd", "Vault disbursed", "usd"),
-    ("vault_lost_usd", "Vault lost on failed projects", "usd"),
-    ("price_floor_paid_usd", "price floor payments", "usd"),
-    ("recycled_share_of_oxide", "recycled share of NdPr oxide output, whole run", "share"),
-    ("non_china_oxide_production_t", "non-Chinese NdPr oxide output, whole run (t)", ""),
-    ("non_china_magnet_production_t", "non-Chinese magnet output, whole run (t)", ""),
-]
-
-
-def report_markdown(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> str:
-    """``report.md``: key numbers side by side, and what they mean."""
-    names = list(metrics)
-    lines = [f"# {exp.name}", "", exp.description.strip(), ""]
-    lines += ["## Scenarios", ""]
-    for sc in exp.scenarios:
-        lines.append(f"- **{sc.name}**: {sc.description}")
-    lines += [
-        "",
-        "## Key numbers",
-        "",
-        "| metric | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+    parts: dict[str, pd.Series] = {}
+    for prod in ("oxide", "magnet"):
+        for label, reg in (("china", "china"), ("ex_china", "world")):
+            parts[f"price_usd_per_kg|{prod}|{label}"] = res.series("price_usd_per_kg", prod, reg)
+    parts["exports_t|magnet|all"] = china_exports(res)
+    parts[f"exports_t|magnet|{focus}"] = china_exports(res, to_region=focus)
+    ts = res.timeseries
+    short = ts[(ts["metric"] == "shortage_t") & (ts["region"] != "china")]
+    for reg, grp in short.groupby("region", sort=True):
+        parts[f"shortage_t|magnet|{reg}"] = grp.groupby("date")["value"].sum()
+    for prod in ("oxide", "metal", "magnet"):
+        parts[f"capacity_t_per_yr|{prod}|ex_china"] = non_china_capacity(res, prod)
+    parts[f"share_from_china|magnet|{focus}"] = share_from_china(res, focus)
+    frames = [
+        pd.DataFrame({"series": name, "date": s.index, "value": s.to_numpy(float)})
+        for name, s in parts.items()
     ]
-    focus = exp.report.get("focus_region", "usa")
-    rows = [(k.replace("usa", focus), lab.replace("US", focus), kind) for k, lab, kind in ROWS]
-    ev = exp.report.get("event_month")
-    extra = []
-    if ev:
-        lines[-2] = lines[-2]
-        regions = sorted(
-            {
-                k.split("shortage_share_12m_")[1]
-                for d in metrics.values()
-                for k in d
-                if k.startswith("shortage_share_12m_")
-            }
-        )
-        for r in regions:
-            extra.append(
-                (
-                    f"shortage_share_event_{r}",
-                    f"{r} shortage, event month (share of demand)",
-                    "share",
-                )
-            )
-            extra.append(
-                (
-                    f"shortage_share_12m_{r}",
-                    f"{r} shortage over {exp.report.get('halt_months', 12)} months from the event",
-                    "share",
-                )
-            )
-        for k in range(1, 7):
-            extra.append(
-                (f"exports_yoy_event+{k}", f"China magnet exports y/y, event + {k} months", "pct")
-            )
-    years = sorted(
-        {
-            int(k.rsplit("_", 1)[1])
-            for d in metrics.values()
-            for k in d
-            if k.startswith("magnet_price_china_") and k[-4:].isdigit()
-        }
-    )
-    for y in years:
-        extra += [
-            (f"magnet_price_china_{y}", f"magnet price China {y} (USD/kg)", ""),
-            (f"magnet_price_world_{y}", f"magnet price ex-China {y} (USD/kg)", ""),
-            (f"oxide_price_china_{y}", f"NdPr oxide price China {y} (USD/kg)", ""),
-            (f"oxide_price_world_{y}", f"NdPr oxide price ex-China {y} (USD/kg)", ""),
-            (f"non_china_capacity_oxide_{y}", f"non-Chinese oxide capacity {y} (t/yr)", ""),
-            (f"non_china_capacity_metal_{y}", f"non-Chinese metal capacity {y} (t/yr)", ""),
-            (f"non_china_capacity_magnet_{y}", f"non-Chinese magnet capacity {y} (t/yr)", ""),
-            (
-                f"{focus}_magnets_from_china_share_{y}",
-                f"{focus} magnets bought from China {y}",
-                "share",
-            ),
-            (f"shortage_ex_china_t_{y}", f"magnet shortage outside China {y} (t)", ""),
-            (f"recycled_share_of_oxide_{y}", f"recycled share of NdPr oxide {y}", "share"),
-        ]
-    for key, label, kind in rows + extra:
-        vals = [metrics[n].get(key) for n in names]
-        if all(v is None for v in vals):
-            continue
-        if all((v == 0 or v is None) for v in vals) and kind == "usd":
-            continue
-        lines.append(f"| {label} | " + " | ".join(_fmt(v, kind) for v in vals) + " |")
-    lines += ["", "## What the numbers mean", ""]
-    lines += interpret(exp, metrics)
-    if exp.report.get("notes"):
-        lines += ["", "## Notes", "", str(exp.report["notes"]).strip()]
-    lines += [
-        "",
-        "Figures: `figures/prices.png`, `figures/exports.png`, `figures/shortage.png`, "
-        "`figures/capacity_non_china.png`, `figures/share_from_china.png`. Per-scenario "
-        "results (the results contract) are in the scenario folders; all numbers are in "
-        "`metrics.csv`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def interpret(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> list[str]:
-    """Plain-language comparison of each scenario with the first one."""
-    names = list(metrics)
-    base = metrics[names[0]]
-    out = []
-    ev = exp.report.get("event_month")
-    years = sorted(
-        {
-            int(k.rsplit("_", 1)[1])
-            for k in base
-            if k.startswith("magnet_price_china_") and k[-4:].isdigit()
-        }
-    )
-    last = years[-1] if years else None
-    for n in names[1:]:
-        m = metrics[n]
-        parts = [f"- **{n}** vs **{names[0]}**:"]
-        if ev and np.isfinite(m.get("exports_yoy_event", np.nan)):
-            yoy = _fmt(m["exports_yoy_event"], "pct")
-            parts.append(
-                f"in {ev} China's magnet exports change {yoy}"
-                f" y/y ({_fmt(base.get('exports_yoy_event'), 'pct')} in {names[0]}); "
-                f"the ex-China magnet premium is "
-                f"{_fmt(m.get('magnet_premium_event'), 'pct')} "
-                f"({_fmt(base.get('magnet_premium_event'), 'pct')})."
-            )
-        ds = m["shortage_ex_china_t"] - base["shortage_ex_china_t"]
-        parts.append(f"magnet shortage outside China changes by {ds:+,.0f} t over the run.")
-        spent = m.get("stockpile_spent_usd", 0.0)
-        if spent > 0:
-            avoided = -ds
-            parts.append(
-                f"the stockpile spent {_fmt(spent, 'usd')}: "
-                f"{avoided / (spent / 1e6):,.2f} t of shortage avoided per USD million "
-                "(net of release revenue "
-                f"{_fmt(m.get('stockpile_revenue_usd', 0), 'usd')})."
-            )
-        if m.get("vault_disbursed_usd", 0) > 0:
-            extra_ox = m["non_china_oxide_production_t"] - base["non_china_oxide_production_t"]
-            extra_mag = m["non_china_magnet_production_t"] - base["non_china_magnet_production_t"]
-            parts.append(
-                f"Vault disbursed {_fmt(m['vault_disbursed_usd'], 'usd')} and lost "
-                f"{_fmt(m.get('vault_lost_usd', 0), 'usd')}; extra non-Chinese output "
-                f"{extra_ox:+,.0f} t oxide and {extra_mag:+,.0f} t magnets"
-                + (
-                    f" (USD {m['vault_disbursed_usd'] / extra_mag / 1e3:,.1f} per kg "
-                    "of extra magnet output)"
-                    if extra_mag > 1
-                    else ""
-                )
-                + "."
-            )
-        if last is not None:
-            for prod in ("oxide", "magnet"):
-                a, b = m.get(f"{prod}_price_china_{last}"), base.get(f"{prod}_price_china_{last}")
-                if a and b:
-                    parts.append(f"{prod} price in China {last}: {a:.1f} vs {b:.1f} USD/kg.")
-            a = m.get(f"non_china_capacity_magnet_{last}")
-            b = base.get(f"non_china_capacity_magnet_{last}")
-            parts.append(f"non-Chinese magnet capacity {last}: {a:,.0f} vs {b:,.0f} t/yr.")
-            a = m.get(f"recycled_share_of_oxide_{last}")
-            b = base.get(f"recycled_share_of_oxide_{last}")
-            parts.append(
-                f"recycled share of oxide {last}: {_fmt(a, 'share')} vs {_fmt(b, 'share')}."
-            )
-        out.append(" ".join(parts))
-    return out or ["- (one scenario only: nothing to compare)"]
+    return pd.concat(frames, ignore_index=True)

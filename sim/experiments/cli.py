@@ -7,7 +7,7 @@ import signal
 import threading
 
 
-def _sigterm_as_interrupt() -> None:
+def sigterm_as_interrupt() -> None:
     """Make ``kill`` behave like Ctrl-C so finished runs are flushed before exiting."""
     if threading.current_thread() is not threading.main_thread():
         return
@@ -22,7 +22,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """``ndsim sweep SPEC``."""
     from sim.experiments.runner import sweep
 
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     s = sweep(
         args.spec,
         out=args.out,

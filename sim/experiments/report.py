@@ -1,0 +1,289 @@
+"""``report.md`` and figures of an experiment ensemble (means, 5-95 % ranges, paired effects)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FIGURES = ("prices.png", "exports.png", "shortage.png", "capacity_ex_china.png", "share.png")
+
+ROWS: list[tuple[str, str, str]] = [
+    ("exports_t_event", "China magnet exports in the event month (t)", ""),
+    ("exports_yoy_event", "... change y/y", "pct"),
+    ("exports_to_usa_yoy_event", "... to the US, change y/y", "pct"),
+    ("magnet_premium_event", "ex-China magnet price premium over China, event month", "pct"),
+    ("shortage_ex_china_t", "magnet shortage outside China, whole run (t)", ""),
+    ("stockpile_spent_usd", "stockpile spending", "usd"),
+    ("stockpile_bought_t", "stockpile purchases (t)", ""),
+    ("stockpile_released_t", "stockpile releases (t)", ""),
+    ("vault_disbursed_usd", "Vault disbursed", "usd"),
+    ("vault_lost_usd", "Vault lost on failed projects", "usd"),
+    ("price_floor_paid_usd", "price floor payments", "usd"),
+    ("recycled_share_of_oxide", "recycled share of NdPr oxide output, whole run", "share"),
+    ("non_china_oxide_production_t", "non-Chinese NdPr oxide output, whole run (t)", ""),
+    ("non_china_magnet_production_t", "non-Chinese magnet output, whole run (t)", ""),
+]
+
+
+def fmt(v: Any, kind: str = "", *, diff: bool = False) -> str:
+    """A number for the report: ``pct`` and ``share`` as percent (differences in points)."""
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a"
+    sign = "+" if diff else ""
+    if kind in ("pct", "share"):
+        if diff:
+            return f"{100 * v:+.1f} pp"
+        return f"{100 * v:+.0f}%" if kind == "pct" else f"{100 * v:.1f}%"
+    if kind == "usd":
+        plus = "+" if diff and v >= 0 else ""
+        return f"{plus}${v / 1e9:.2f} B" if abs(v) >= 1e8 else f"{plus}${v / 1e6:.1f} M"
+    if abs(v) >= 100:
+        return f"{v:{sign},.0f}"
+    return f"{v:{sign}.2f}"
+
+
+def report_rows(exp: Any, metric_names: set[str]) -> list[tuple[str, str, str]]:
+    """(metric, label, kind) of the report's table, in order, for the metrics present."""
+    focus = exp.report.get("focus_region", "usa")
+    rows = [(k.replace("usa", focus), lab.replace("US", focus), kind) for k, lab, kind in ROWS]
+    regions = sorted(
+        k.removeprefix("shortage_share_12m_")
+        for k in metric_names
+        if k.startswith("shortage_share_12m_")
+    )
+    months = exp.report.get("halt_months", 12)
+    for r in regions:
+        rows.append((f"shortage_share_event_{r}", f"{r} shortage, event month (share)", "share"))
+        rows.append((f"shortage_share_12m_{r}", f"{r} shortage over {months} months", "share"))
+    for k in range(1, 7):
+        rows.append((f"exports_yoy_event+{k}", f"China magnet exports y/y, event + {k} mo", "pct"))
+    years = sorted(
+        int(k.rsplit("_", 1)[1])
+        for k in metric_names
+        if k.startswith("magnet_price_china_") and k[-4:].isdigit()
+    )
+    for y in years:
+        rows += [
+            (f"magnet_price_china_{y}", f"magnet price China {y} (USD/kg)", ""),
+            (f"magnet_price_world_{y}", f"magnet price ex-China {y} (USD/kg)", ""),
+            (f"oxide_price_china_{y}", f"NdPr oxide price China {y} (USD/kg)", ""),
+            (f"oxide_price_world_{y}", f"NdPr oxide price ex-China {y} (USD/kg)", ""),
+            (f"non_china_capacity_magnet_{y}", f"non-Chinese magnet capacity {y} (t/yr)", ""),
+            (f"{focus}_magnets_from_china_share_{y}", f"{focus} magnets from China {y}", "share"),
+            (f"shortage_ex_china_t_{y}", f"magnet shortage outside China {y} (t)", ""),
+            (f"recycled_share_of_oxide_{y}", f"recycled share of NdPr oxide {y}", "share"),
+        ]
+    return [r for r in rows if r[0] in metric_names]
+
+
+def _cell(rec: pd.Series | None, kind: str, *, diff: bool = False) -> str:
+    if rec is None or not np.isfinite(rec["mean"]):
+        return "n/a"
+    mean = fmt(rec["mean"], kind, diff=diff)
+    if rec["n_seeds"] < 2:
+        return mean
+    return f"{mean} [{fmt(rec['p05'], kind, diff=diff)}, {fmt(rec['p95'], kind, diff=diff)}]"
+
+
+def _table(
+    table: pd.DataFrame, columns: list[str], rows: list[tuple[str, str, str]], *, diff: bool
+) -> list[str]:
+    idx = table.set_index(["metric", "scenario"]) if not table.empty else None
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for key, label, kind in rows:
+        cells = []
+        for c in columns:
+            rec = idx.loc[(key, c)] if idx is not None and (key, c) in idx.index else None
+            cells.append(_cell(rec, kind, diff=diff))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def experiment_report(
+    exp: Any, summary: pd.DataFrame, effects: pd.DataFrame, runs: pd.DataFrame, n_seeds: int
+) -> str:
+    """The text of ``report.md``."""
+    names = [sc.name for sc in exp.scenarios]
+    ref = exp.reference
+    lines = [f"# {exp.name}", "", exp.description.strip(), "", "## Scenarios", ""]
+    for sc in exp.scenarios:
+        tag = " (reference)" if sc.name == ref else ""
+        lines.append(f"- **{sc.name}**{tag}: {sc.description or '(no description)'}")
+    common = [f"`{text.partition('=')[0].strip()}`" for text in exp.defaults.get("set") or []]
+    common += [f"`policies.{inst}`" for inst in exp.defaults.get("policies") or {}]
+    if common:
+        lines += [
+            "",
+            "Common to every scenario, the reference included (`[defaults]` of the experiment "
+            "file): " + ", ".join(common) + ".",
+        ]
+    seeds = f"{exp.seed}..{exp.seed + n_seeds - 1}" if n_seeds > 1 else f"{exp.seed}"
+    n_bad = int((runs["status"] != "ok").sum()) if len(runs) else 0
+    sc0 = exp.scenarios[0]
+    lines += [
+        "",
+        f"Each scenario ran on {n_seeds} seed{'s' if n_seeds > 1 else ''} ({seeds}); "
+        "replicate *r* of every scenario uses the same seed (common random numbers), so "
+        f"effects are paired by seed. Period: {sc0.start or 'world calendar'} to "
+        f"{sc0.end or 'world calendar'}. Failed runs: {n_bad}.",
+    ]
+    if n_bad:
+        bad = runs[runs["status"] != "ok"]
+        lines += [f"- {r.scenario} seed {r.seed}: {r.error}" for r in bad.itertuples()]
+    vals = summary.set_index("metric")[["mean", "p05", "p95"]].abs().groupby(level=0).max()
+    nonzero = set(vals.index[(vals.max(axis=1) > 0).to_numpy()])
+    rows = report_rows(exp, nonzero)  # metrics zero in every run of every scenario: left out
+    spread = (
+        "mean across seeds [5th, 95th percentile across seeds]"
+        if n_seeds > 1
+        else "one seed: no interval (run with --seeds N for intervals)"
+    )
+    lines += ["", "## Key numbers", "", f"Each cell: {spread}.", ""]
+    lines += _table(summary, names, rows, diff=False)
+    others = [n for n in names if n != ref]
+    if others:
+        lines += [
+            "",
+            f"## Effects against {ref} (paired by seed)",
+            "",
+            f"Each cell: mean of (scenario - {ref}) over seeds [5th, 95th percentile]; "
+            "shares and percentages in percentage points.",
+            "",
+        ]
+        lines += _table(effects, others, rows, diff=True)
+    if exp.report.get("notes"):
+        lines += ["", "## Notes", "", str(exp.report["notes"]).strip()]
+    lines += [
+        "",
+        "## Files",
+        "",
+        "Figures (mean line, 5-95 % band across seeds): "
+        + ", ".join(f"`figures/{f}`" for f in FIGURES)
+        + ". Per-seed values: `metrics.parquet`; this table: `summary.parquet` and "
+        f"`effects.parquet`; seed {exp.seed}'s full results (the results contract, with "
+        "figures) in each scenario's folder.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- figures
+def _dates(ax: Any) -> None:
+    import matplotlib.dates as mdates
+
+    loc = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.grid(alpha=0.3)
+
+
+def band(ax: Any, df: pd.DataFrame, color: str, style: str = "-", label: str = "") -> None:
+    """Mean line and 5-95 % band across seeds of one series (columns seed, date, value)."""
+    wide = df.pivot_table(index="date", columns="seed", values="value", aggfunc="sum")
+    mean = wide.mean(axis=1)
+    ax.plot(mean.index, mean.to_numpy(), style, color=color, lw=1.6, label=label)
+    if wide.shape[1] > 1:
+        lo = wide.quantile(0.05, axis=1)
+        hi = wide.quantile(0.95, axis=1)
+        ax.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color=color, alpha=0.18, lw=0)
+
+
+def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
+    """The experiment's comparison figures (PNG), one line and band per scenario."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import PercentFormatter
+
+    out.mkdir(parents=True, exist_ok=True)
+    if series.empty:
+        return []
+    names = [sc.name for sc in exp.scenarios]
+    colors = {n: f"C{k}" for k, n in enumerate(names)}
+    focus = exp.report.get("focus_region", "usa")
+    event = exp.report.get("event_month")
+    by = dict(tuple(series.groupby("series", sort=False)))
+    paths: list[Path] = []
+
+    def draw(ax: Any, key: str, style: str = "-") -> None:
+        grp = by.get(key)
+        if grp is None:
+            return
+        for name, sub in grp.groupby("scenario", sort=False):
+            band(ax, sub, colors[name], style)
+
+    def finish(fig: Any, axes: list, name: str, ylabel: str, *, extra: list | None = None) -> None:
+        for ax in axes:
+            _dates(ax)
+            ax.set_ylabel(ylabel)
+            if event:
+                ax.axvline(pd.Timestamp(f"{event}-01"), color="0.3", ls=":", lw=1)
+        handles = [Line2D([], [], color=colors[n], lw=2, label=n) for n in names]
+        handles += extra or []
+        if event:
+            handles.append(Line2D([], [], color="0.3", ls=":", label=f"event {event}"))
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(len(handles), 5),
+            frameon=False,
+            fontsize=8,
+        )
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, prod in zip(axes, ("oxide", "magnet"), strict=True):
+        draw(ax, f"price_usd_per_kg|{prod}|china", "-")
+        draw(ax, f"price_usd_per_kg|{prod}|ex_china", "--")
+        ax.set_title(f"NdPr {prod} price" if prod == "oxide" else "NdFeB magnet price")
+        ax.set_ylim(bottom=0)
+    styles = [
+        Line2D([], [], color="k", ls="-", label="China domestic"),
+        Line2D([], [], color="k", ls="--", label="ex-China (landed)"),
+    ]
+    finish(fig, list(axes), "prices.png", "price (USD/kg)", extra=styles)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    draw(axes[0], "exports_t|magnet|all")
+    draw(axes[1], f"exports_t|magnet|{focus}")
+    axes[0].set_title("China's magnet exports, all destinations")
+    axes[1].set_title(f"China's magnet exports to {focus}")
+    for ax in axes:
+        ax.set_ylim(bottom=0)
+    finish(fig, list(axes), "exports.png", "magnets (t/month)")
+
+    regions = sorted(k.split("|")[2] for k in by if k.startswith("shortage_t|"))
+    ncol = min(len(regions), 3) or 1
+    nrow = max(1, -(-len(regions) // ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow + 0.6), squeeze=False)
+    for ax, reg in zip(axes.flat, regions, strict=False):
+        draw(ax, f"shortage_t|magnet|{reg}")
+        ax.set_title(f"magnet shortage: {reg}")
+        top = by[f"shortage_t|magnet|{reg}"]["value"].max()
+        ax.set_ylim(0, max(top * 1.05, 1.0))
+    for ax in list(axes.flat)[len(regions) :]:
+        ax.axis("off")
+    finish(fig, list(axes.flat)[: len(regions)], "shortage.png", "magnets short (t/month)")
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, prod in zip(axes, ("oxide", "metal", "magnet"), strict=True):
+        draw(ax, f"capacity_t_per_yr|{prod}|ex_china")
+        ax.set_title(f"{prod} capacity outside China")
+        ax.set_ylim(bottom=0)
+    finish(fig, list(axes), "capacity_ex_china.png", "capacity (t/yr)")
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    draw(ax, f"share_from_china|magnet|{focus}")
+    ax.set_title(f"share of {focus}'s magnet purchases shipped from China")
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    finish(fig, [ax], "share.png", "share of purchases")
+    return paths
