@@ -18,11 +18,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.scenarios import china_exports, load_experiment, run_experiment  # noqa: E402
+from sim.scenarios import domestic_exports, load_experiment, run_experiment  # noqa: E402
 
 
 def exports(res, month: str, to: str | None = None) -> float:
-    return float(china_exports(res, "magnet", to).get(pd.Timestamp(month), 0.0))
+    return float(domestic_exports(res, "magnet", to).get(pd.Timestamp(month), 0.0))
 
 
 def figures(res) -> dict[str, float]:
@@ -39,7 +39,7 @@ def figures(res) -> dict[str, float]:
         "May y/y": exports(res, "2025-05-01") / exports(res, "2024-05-01") - 1,
         "May y/y to US": exports(res, "2025-05-01", "usa") / exports(res, "2024-05-01", "usa") - 1,
         "June y/y": exports(res, "2025-06-01") / exports(res, "2024-06-01") - 1,
-        "ex-China premium, May": p["world"] / p["china"] - 1,
+        "ex-China premium, May": p["ex_china"] / p["china"] - 1,
     }
     for region in ("eu", "usa", "japan"):
         out[f"shortage share {region}"] = float(short.get(region, 0.0) / dem[region])

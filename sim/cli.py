@@ -33,7 +33,7 @@ def summary_table(res) -> str:
         ("magnet demand (kt)", "demand_t", "magnet", "", "sum"),
         ("magnet shortage (kt)", "shortage_t", "magnet", "", "sum"),
         ("NdPr oxide price, China (USD/kg)", "price_usd_per_kg", "oxide", "china", "mean"),
-        ("NdPr oxide price, ex-China (USD/kg)", "price_usd_per_kg", "oxide", "world", "mean"),
+        ("NdPr oxide price, ex-China (USD/kg)", "price_usd_per_kg", "oxide", "ex_china", "mean"),
         ("magnet price, China (USD/kg)", "price_usd_per_kg", "magnet", "china", "mean"),
     ]:
         s = res.series(metric, prod, region)
@@ -125,9 +125,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         load_spec(args.file)
         print(f"{args.file}: valid sweep spec")
         return 0
+    from sim.docgen import agent_counts
+
     world, _ = load_world(args.file, args.set, raw=raw)
-    n = sum(len(t) for t in world.firm_tables().values()) + len(world.oems)
-    print(f"{args.file}: valid world '{world.meta.name}' ({n} trading agents)")
+    print(f"{args.file}: valid world '{world.meta.name}': {agent_counts(world)}")
     return 0
 
 

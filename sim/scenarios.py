@@ -396,63 +396,90 @@ def run_experiment_file(
 
 
 # ----------------------------------------------------------------------------- metrics
+# Report metrics are named by market, not by country: "domestic" is the world's
+# market.domestic_region (China in the shipped worlds), "ex_domestic" everything else.
+def domestic(res: Any) -> str:
+    """The domestic market's region of a run (``market.domestic_region``)."""
+    return str(res.manifest.get("domestic_region", "china"))
+
+
 def _month_value(s: pd.Series, month: str) -> float:
     ts = pd.Timestamp(f"{month}-01")
     return float(s.get(ts, np.nan)) if len(s) else float("nan")
 
 
-def china_exports(res: Any, product: str = "magnet", to_region: str | None = None) -> pd.Series:
-    """Monthly tonnes shipped from China to other regions (optionally to one region)."""
+def domestic_exports(res: Any, product: str = "magnet", to_region: str | None = None) -> pd.Series:
+    """Monthly tonnes shipped from the domestic market to other regions (or to one region)."""
+    dom = domestic(res)
     fl = res.flows
-    sel = (
-        (fl["source_region"] == "china")
-        & (fl["target_region"] != "china")
-        & (fl["product"] == product)
-    )
+    sel = (fl["source_region"] == dom) & (fl["target_region"] != dom) & (fl["product"] == product)
     if to_region:
         sel &= fl["target_region"] == to_region
-    dates = res.series("price_usd_per_kg", product, "china").index
+    dates = res.series("price_usd_per_kg", product, dom).index
     return fl[sel].groupby("date")["tonnes"].sum().reindex(dates, fill_value=0.0)
 
 
-def share_from_china(res: Any, region: str, product: str = "magnet") -> pd.Series:
-    """Share of a region's purchases of ``product`` shipped from China (monthly)."""
+def share_from_domestic(res: Any, region: str, product: str = "magnet") -> pd.Series:
+    """Share of a region's purchases of ``product`` shipped from the domestic market."""
     fl = res.flows
     into = fl[(fl["target_region"] == region) & (fl["product"] == product)]
     tot = into.groupby("date")["tonnes"].sum()
-    cn = into[into["source_region"] == "china"].groupby("date")["tonnes"].sum()
+    cn = into[into["source_region"] == domestic(res)].groupby("date")["tonnes"].sum()
     return (cn.reindex(tot.index, fill_value=0.0) / tot.where(tot > 0)).fillna(0.0)
 
 
-def non_china_capacity(res: Any, product: str) -> pd.Series:
-    """Installed capacity outside China, t/yr, monthly."""
-    ts = res.timeseries
-    sel = (
-        (ts["metric"] == "capacity_t_per_yr")
-        & (ts["product"] == product)
-        & (ts["region"] != "china")
-    )
-    return ts[sel].groupby("date")["value"].sum()
+class _Lookup:
+    """Monthly series of one run by (metric, product, region), sectors summed; built once."""
+
+    def __init__(self, res: Any):
+        ts = res.timeseries
+        self.g = ts.groupby(["metric", "product", "region", "date"], sort=True)["value"].sum()
+        self.dates = pd.DatetimeIndex(sorted(ts["date"].unique()))
+
+    def get(self, metric: str, product: str = "", region: str | None = None) -> pd.Series:
+        """One series; ``region=None`` sums all regions; missing rows are zero."""
+        try:
+            sub = self.g.loc[(metric, product)]
+        except KeyError:
+            return pd.Series(0.0, index=self.dates)
+        if region is not None:
+            sub = sub.loc[region] if region in sub.index.get_level_values(0) else sub.iloc[:0]
+            return sub.droplevel(0) if sub.index.nlevels > 1 else sub
+        return sub.groupby(level="date").sum()
+
+    def regions(self, metric: str, product: str = "magnet") -> list[str]:
+        """Regions with rows of ``metric``."""
+        try:
+            return sorted(set(self.g.loc[(metric, product)].index.get_level_values(0)))
+        except KeyError:
+            return []
+
+    def ex(self, metric: str, product: str, dom: str) -> pd.Series:
+        """Sum over all regions but ``dom`` (and ``transit``)."""
+        regs = [r for r in self.regions(metric, product) if r not in (dom, "transit")]
+        if not regs:
+            return pd.Series(0.0, index=self.dates)
+        return sum(self.get(metric, product, r).reindex(self.dates, fill_value=0.0) for r in regs)
 
 
-def _policy_total(res: Any, metric: str) -> float:
-    ts = res.timeseries
-    sel = ts[ts["metric"] == metric]
-    if sel.empty:
-        return 0.0
-    last = sel["date"].max()
-    return float(sel[sel["date"] == last]["value"].sum())
+POLICY_TOTALS = (
+    "stockpile_spent_usd",
+    "stockpile_revenue_usd",
+    "vault_disbursed_usd",
+    "vault_lost_usd",
+    "vault_committed_usd",
+    "price_floor_paid_usd",
+    "subsidy_paid_usd",
+)
 
 
-def _sum_policy(res: Any, metric: str) -> float:
-    ts = res.timeseries
-    return float(ts[ts["metric"] == metric]["value"].sum())
-
-
-def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
-    """Key numbers of one scenario (see report.md)."""
-    m: dict[str, Any] = {}
-    dates = res.series("price_usd_per_kg", "magnet", "china").index
+def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, float]:
+    """Key numbers of one run of a scenario (rows of ``metrics.parquet``; see report.md)."""
+    m: dict[str, float] = {}
+    dom = domestic(res)
+    ex_dom = f"ex_{dom}"
+    look = _Lookup(res)
+    dates = look.dates
     years = [
         y
         for y in report.get("years", [2025, 2028, 2030, 2035])
@@ -460,107 +487,97 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
     ]
     ev = report.get("event_month")
     focus = report.get("focus_region", "usa")
-    regions = sorted(
-        {r for r in res.timeseries.loc[res.timeseries["metric"] == "demand_t", "region"]}
-        - {"china"}
-    )
-    exp_all = china_exports(res)
+    regions = [r for r in look.regions("demand_t") if r != dom]
+    exp_all = domestic_exports(res)
     if ev:
         prev = f"{int(ev[:4]) - 1}{ev[4:]}"
         now, before = _month_value(exp_all, ev), _month_value(exp_all, prev)
         m["exports_t_event"] = now
         m["exports_yoy_event"] = now / before - 1 if before > 0 else np.nan
-        us = china_exports(res, to_region=focus)
+        us = domestic_exports(res, to_region=focus)
         now_us, before_us = _month_value(us, ev), _month_value(us, prev)
         m[f"exports_to_{focus}_yoy_event"] = now_us / before_us - 1 if before_us > 0 else np.nan
-        pc = _month_value(res.series("price_usd_per_kg", "magnet", "china"), ev)
-        pw = _month_value(res.series("price_usd_per_kg", "magnet", "world"), ev)
-        m["magnet_price_china_event"] = pc
-        m["magnet_price_world_event"] = pw
+        pc = _month_value(look.get("price_usd_per_kg", "magnet", dom), ev)
+        pw = _month_value(look.get("price_usd_per_kg", "magnet", ex_dom), ev)
+        m["magnet_price_domestic_event"] = pc
+        m["magnet_price_ex_domestic_event"] = pw
         m["magnet_premium_event"] = pw / pc - 1 if pc > 0 else np.nan
         t0 = pd.Timestamp(f"{ev}-01")
         t1 = t0 + pd.DateOffset(months=int(report.get("halt_months", 12)) - 1)
         for r in regions:
-            d = res.series("demand_t", "magnet", r)[t0:t1].sum()
-            sh = res.series("shortage_t", "magnet", r)[t0:t1].sum()
-            m[f"shortage_share_12m_{r}"] = sh / d if d > 0 else 0.0
-            m[f"shortage_share_event_{r}"] = _month_value(
-                res.series("shortage_t", "magnet", r), ev
-            ) / max(_month_value(res.series("demand_t", "magnet", r), ev), 1e-9)
+            dem, short = look.get("demand_t", "magnet", r), look.get("shortage_t", "magnet", r)
+            d = dem[t0:t1].sum()
+            m[f"shortage_share_12m_{r}"] = short[t0:t1].sum() / d if d > 0 else 0.0
+            m[f"shortage_share_event_{r}"] = _month_value(short, ev) / max(
+                _month_value(dem, ev), 1e-9
+            )
         for k in range(1, 7):
             mk = (t0 + pd.DateOffset(months=k)).strftime("%Y-%m")
             pk = (t0 + pd.DateOffset(months=k - 12)).strftime("%Y-%m")
             b = _month_value(exp_all, pk)
             m[f"exports_yoy_event+{k}"] = _month_value(exp_all, mk) / b - 1 if b > 0 else np.nan
-    total_short = sum(res.series("shortage_t", "magnet", r).sum() for r in regions)
-    m["shortage_ex_china_t"] = float(total_short)
+    short_ex = look.ex("shortage_t", "magnet", dom)
+    m["shortage_ex_domestic_t"] = float(short_ex.sum())
+    share = share_from_domestic(res, focus)
     for y in years:
         sl = slice(pd.Timestamp(f"{y}-01-01"), pd.Timestamp(f"{y}-12-01"))
         for prod in ("oxide", "magnet"):
-            for reg in ("china", "world"):
-                m[f"{prod}_price_{reg}_{y}"] = float(
-                    res.series("price_usd_per_kg", prod, reg)[sl].mean()
+            for label, reg in (("domestic", dom), ("ex_domestic", ex_dom)):
+                m[f"{prod}_price_{label}_{y}"] = float(
+                    look.get("price_usd_per_kg", prod, reg)[sl].mean()
                 )
         for prod in ("oxide", "metal", "magnet"):
-            m[f"non_china_capacity_{prod}_{y}"] = float(non_china_capacity(res, prod)[sl].mean())
-        m[f"{focus}_magnets_from_china_share_{y}"] = float(share_from_china(res, focus)[sl].mean())
-        ox = res.series("production_t", "oxide")[sl].sum()
-        ts = res.timeseries
-        rec = ts[(ts["metric"] == "production_t") & (ts["product"] == "oxide")]
-        _ = rec
-        m[f"shortage_ex_china_t_{y}"] = float(
-            sum(res.series("shortage_t", "magnet", r)[sl].sum() for r in regions)
-        )
-        m[f"oxide_production_t_{y}"] = float(ox)
-    for metric in (
-        "stockpile_spent_usd",
-        "stockpile_revenue_usd",
-        "vault_disbursed_usd",
-        "vault_lost_usd",
-        "vault_committed_usd",
-        "price_floor_paid_usd",
-        "subsidy_paid_usd",
-    ):
-        m[metric] = _policy_total(res, metric)
-    m["stockpile_bought_t"] = _sum_policy(res, "stockpile_bought_t")
-    m["stockpile_released_t"] = _sum_policy(res, "stockpile_released_t")
+            cap = look.ex("capacity_t_per_yr", prod, dom)
+            m[f"capacity_ex_domestic_{prod}_{y}"] = float(cap[sl].mean())
+        m[f"{focus}_magnets_from_domestic_share_{y}"] = float(share[sl].mean())
+        m[f"shortage_ex_domestic_t_{y}"] = float(short_ex[sl].sum())
+        m[f"oxide_production_t_{y}"] = float(look.get("production_t", "oxide")[sl].sum())
+    ts = res.timeseries
+    last = ts["date"].max()
+    for metric in POLICY_TOTALS:  # cumulative: the last month's total
+        m[metric] = float(ts[(ts["metric"] == metric) & (ts["date"] == last)]["value"].sum())
+    for metric in ("stockpile_bought_t", "stockpile_released_t"):  # flows: summed
+        m[metric] = float(ts[ts["metric"] == metric]["value"].sum())
     ag = res.agents
-    recycled = ag[ag["role"] == "recycler"]["production_t"].sum()
-    oxide_total = ag[ag["role"].isin(["separator", "recycler"])]["production_t"].sum()
-    m["recycled_share_of_oxide"] = float(recycled / oxide_total) if oxide_total > 0 else 0.0
+    oxide_makers = ag["role"].isin(["separator", "recycler"])
+    recycled = ag["role"] == "recycler"
+    tot = ag.loc[oxide_makers, "production_t"].sum()
+    m["recycled_share_of_oxide"] = float(ag.loc[recycled, "production_t"].sum() / tot) if tot else 0
     for y in years:
         sel = ag["date"].dt.year == y
-        r_y = ag[sel & (ag["role"] == "recycler")]["production_t"].sum()
-        o_y = ag[sel & ag["role"].isin(["separator", "recycler"])]["production_t"].sum()
+        o_y = ag.loc[sel & oxide_makers, "production_t"].sum()
+        r_y = ag.loc[sel & recycled, "production_t"].sum()
         m[f"recycled_share_of_oxide_{y}"] = float(r_y / o_y) if o_y > 0 else 0.0
-    nc = ag[(ag["region"] != "china") & ag["role"].isin(["separator", "recycler"])]
-    m["non_china_oxide_production_t"] = float(nc["production_t"].sum())
-    ncm = ag[(ag["region"] != "china") & (ag["role"] == "magnet_plant")]
-    m["non_china_magnet_production_t"] = float(ncm["production_t"].sum())
-    return m
+    abroad = ag["region"] != dom
+    m["ex_domestic_oxide_production_t"] = float(ag.loc[abroad & oxide_makers, "production_t"].sum())
+    magnets = ag["role"] == "magnet_plant"
+    m["ex_domestic_magnet_production_t"] = float(ag.loc[abroad & magnets, "production_t"].sum())
+    return {k: float(v) for k, v in m.items()}
 
 
 def figure_series(res: Any, report: dict[str, Any]) -> pd.DataFrame:
     """The monthly series the experiment figures draw, long format: series, date, value.
 
-    Series are named ``metric|product|label``: prices in China and ex-China, China's magnet
-    exports (all and to the focus region), magnet shortage per region outside China,
-    capacity outside China per stage, and the focus region's share of magnets from China.
+    Series are named ``metric|product|label`` with markets, not countries, as labels:
+    prices in the ``domestic`` market and ``ex_domestic``; the domestic market's magnet
+    exports (``all`` and to the focus region); magnet shortage per region outside it;
+    capacity ``ex_domestic`` per stage; the focus region's share of magnets from it.
     """
     focus = report.get("focus_region", "usa")
+    dom = domestic(res)
+    look = _Lookup(res)
     parts: dict[str, pd.Series] = {}
     for prod in ("oxide", "magnet"):
-        for label, reg in (("china", "china"), ("ex_china", "world")):
-            parts[f"price_usd_per_kg|{prod}|{label}"] = res.series("price_usd_per_kg", prod, reg)
-    parts["exports_t|magnet|all"] = china_exports(res)
-    parts[f"exports_t|magnet|{focus}"] = china_exports(res, to_region=focus)
-    ts = res.timeseries
-    short = ts[(ts["metric"] == "shortage_t") & (ts["region"] != "china")]
-    for reg, grp in short.groupby("region", sort=True):
-        parts[f"shortage_t|magnet|{reg}"] = grp.groupby("date")["value"].sum()
+        for label, reg in (("domestic", dom), ("ex_domestic", f"ex_{dom}")):
+            parts[f"price_usd_per_kg|{prod}|{label}"] = look.get("price_usd_per_kg", prod, reg)
+    parts["exports_t|magnet|all"] = domestic_exports(res)
+    parts[f"exports_t|magnet|{focus}"] = domestic_exports(res, to_region=focus)
+    for reg in look.regions("shortage_t"):
+        if reg != dom:
+            parts[f"shortage_t|magnet|{reg}"] = look.get("shortage_t", "magnet", reg)
     for prod in ("oxide", "metal", "magnet"):
-        parts[f"capacity_t_per_yr|{prod}|ex_china"] = non_china_capacity(res, prod)
-    parts[f"share_from_china|magnet|{focus}"] = share_from_china(res, focus)
+        parts[f"capacity_t_per_yr|{prod}|ex_domestic"] = look.ex("capacity_t_per_yr", prod, dom)
+    parts[f"share_from_domestic|magnet|{focus}"] = share_from_domestic(res, focus)
     frames = [
         pd.DataFrame({"series": name, "date": s.index, "value": s.to_numpy(float)})
         for name, s in parts.items()

@@ -47,7 +47,7 @@ high = 12000
 name = "oxide_price"
 metric = "price_usd_per_kg"
 product = "oxide"
-region = "world"
+region = "ex_china"
 reduce = "mean"
 
 [[outcomes]]
@@ -60,7 +60,7 @@ reduce = "sum"
 [[keep]]
 metric = "price_usd_per_kg"
 product = "oxide"
-region = "world"
+region = "ex_china"
 
 [analysis]
 prim_outcome = "us_oxide_output"

@@ -65,7 +65,7 @@ def test_outputs_and_common_random_numbers(serial_run):
     same = eff[eff["scenario"] == "same_again"]
     assert len(same) > 20 and (same[["mean", "p05", "p95"]].abs().to_numpy() == 0).all()
     # ... and the seed is what varies: seed-to-seed spread of the reference is not zero
-    ref = met[(met["scenario"] == "baseline") & (met["metric"] == "non_china_oxide_production_t")]
+    ref = met[(met["scenario"] == "baseline") & (met["metric"] == "ex_domestic_oxide_production_t")]
     assert ref["value"].std() > 0
     # the policy has an effect, paired by seed
     ctrl = eff[(eff["scenario"] == "controls") & (eff["metric"] == "exports_t_event")]
@@ -77,7 +77,7 @@ def test_summary_and_effects_are_the_per_seed_statistics(serial_run):
     met = pd.read_parquet(out / "metrics.parquet")
     summ = pd.read_parquet(out / "summary.parquet").set_index(["scenario", "metric"])
     eff = pd.read_parquet(out / "effects.parquet").set_index(["scenario", "metric"])
-    key = "non_china_oxide_production_t"
+    key = "ex_domestic_oxide_production_t"
     wide = met[met["metric"] == key].pivot(index="seed", columns="scenario", values="value")
     for sc in wide.columns:
         v = wide[sc].to_numpy()

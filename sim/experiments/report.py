@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-FIGURES = ("prices.png", "exports.png", "shortage.png", "capacity_ex_china.png", "share.png")
+FIGURES = ("prices.png", "exports.png", "shortage.png", "capacity_ex_domestic.png", "share.png")
 
-ROWS: list[tuple[str, str, str]] = [
-    ("exports_t_event", "China magnet exports in the event month (t)", ""),
+ROWS: list[tuple[str, str, str]] = [  # metric, label ({dom}: the domestic market), kind
+    ("exports_t_event", "{dom} magnet exports in the event month (t)", ""),
     ("exports_yoy_event", "... change y/y", "pct"),
-    ("exports_to_usa_yoy_event", "... to the US, change y/y", "pct"),
-    ("magnet_premium_event", "ex-China magnet price premium over China, event month", "pct"),
-    ("shortage_ex_china_t", "magnet shortage outside China, whole run (t)", ""),
+    ("exports_to_usa_yoy_event", "... to usa, change y/y", "pct"),
+    ("magnet_premium_event", "ex-{dom} magnet price premium over {dom}, event month", "pct"),
+    ("shortage_ex_domestic_t", "magnet shortage outside {dom}, whole run (t)", ""),
     ("stockpile_spent_usd", "stockpile spending", "usd"),
     ("stockpile_bought_t", "stockpile purchases (t)", ""),
     ("stockpile_released_t", "stockpile releases (t)", ""),
@@ -23,9 +23,24 @@ ROWS: list[tuple[str, str, str]] = [
     ("vault_lost_usd", "Vault lost on failed projects", "usd"),
     ("price_floor_paid_usd", "price floor payments", "usd"),
     ("recycled_share_of_oxide", "recycled share of NdPr oxide output, whole run", "share"),
-    ("non_china_oxide_production_t", "non-Chinese NdPr oxide output, whole run (t)", ""),
-    ("non_china_magnet_production_t", "non-Chinese magnet output, whole run (t)", ""),
+    ("ex_domestic_oxide_production_t", "NdPr oxide output outside {dom}, whole run (t)", ""),
+    ("ex_domestic_magnet_production_t", "magnet output outside {dom}, whole run (t)", ""),
 ]
+YEAR_ROWS: list[tuple[str, str, str]] = [
+    ("magnet_price_domestic_{y}", "magnet price, {dom} {y} (USD/kg)", ""),
+    ("magnet_price_ex_domestic_{y}", "magnet price, ex-{dom} {y} (USD/kg)", ""),
+    ("oxide_price_domestic_{y}", "NdPr oxide price, {dom} {y} (USD/kg)", ""),
+    ("oxide_price_ex_domestic_{y}", "NdPr oxide price, ex-{dom} {y} (USD/kg)", ""),
+    ("capacity_ex_domestic_magnet_{y}", "magnet capacity outside {dom} {y} (t/yr)", ""),
+    ("{focus}_magnets_from_domestic_share_{y}", "{focus} magnets from {dom} {y}", "share"),
+    ("shortage_ex_domestic_t_{y}", "magnet shortage outside {dom} {y} (t)", ""),
+    ("recycled_share_of_oxide_{y}", "recycled share of NdPr oxide {y}", "share"),
+]
+
+
+def domestic_of(exp: Any) -> str:
+    """The domestic market's region of an experiment (its first scenario's world)."""
+    return str(exp.scenarios[0].world_raw.get("market", {}).get("domestic_region", "china"))
 
 
 def fmt(v: Any, kind: str = "", *, diff: bool = False) -> str:
@@ -48,7 +63,11 @@ def fmt(v: Any, kind: str = "", *, diff: bool = False) -> str:
 def report_rows(exp: Any, metric_names: set[str]) -> list[tuple[str, str, str]]:
     """(metric, label, kind) of the report's table, in order, for the metrics present."""
     focus = exp.report.get("focus_region", "usa")
-    rows = [(k.replace("usa", focus), lab.replace("US", focus), kind) for k, lab, kind in ROWS]
+    dom = domestic_of(exp)
+    rows = [
+        (k.replace("usa", focus), lab.format(dom=dom).replace("usa", focus), kind)
+        for k, lab, kind in ROWS
+    ]
     regions = sorted(
         k.removeprefix("shortage_share_12m_")
         for k in metric_names
@@ -59,22 +78,16 @@ def report_rows(exp: Any, metric_names: set[str]) -> list[tuple[str, str, str]]:
         rows.append((f"shortage_share_event_{r}", f"{r} shortage, event month (share)", "share"))
         rows.append((f"shortage_share_12m_{r}", f"{r} shortage over {months} months", "share"))
     for k in range(1, 7):
-        rows.append((f"exports_yoy_event+{k}", f"China magnet exports y/y, event + {k} mo", "pct"))
+        rows.append((f"exports_yoy_event+{k}", f"{dom} magnet exports y/y, event + {k} mo", "pct"))
     years = sorted(
         int(k.rsplit("_", 1)[1])
         for k in metric_names
-        if k.startswith("magnet_price_china_") and k[-4:].isdigit()
+        if k.startswith("magnet_price_domestic_") and k[-4:].isdigit()
     )
     for y in years:
         rows += [
-            (f"magnet_price_china_{y}", f"magnet price China {y} (USD/kg)", ""),
-            (f"magnet_price_world_{y}", f"magnet price ex-China {y} (USD/kg)", ""),
-            (f"oxide_price_china_{y}", f"NdPr oxide price China {y} (USD/kg)", ""),
-            (f"oxide_price_world_{y}", f"NdPr oxide price ex-China {y} (USD/kg)", ""),
-            (f"non_china_capacity_magnet_{y}", f"non-Chinese magnet capacity {y} (t/yr)", ""),
-            (f"{focus}_magnets_from_china_share_{y}", f"{focus} magnets from China {y}", "share"),
-            (f"shortage_ex_china_t_{y}", f"magnet shortage outside China {y} (t)", ""),
-            (f"recycled_share_of_oxide_{y}", f"recycled share of NdPr oxide {y}", "share"),
+            (k.format(y=y, focus=focus), lab.format(y=y, dom=dom, focus=focus), kind)
+            for k, lab, kind in YEAR_ROWS
         ]
     return [r for r in rows if r[0] in metric_names]
 
@@ -171,15 +184,6 @@ def experiment_report(
 
 
 # ----------------------------------------------------------------------------------- figures
-def _dates(ax: Any) -> None:
-    import matplotlib.dates as mdates
-
-    loc = mdates.AutoDateLocator(minticks=3, maxticks=8)
-    ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
-    ax.grid(alpha=0.3)
-
-
 def band(ax: Any, df: pd.DataFrame, color: str, style: str = "-", label: str = "") -> None:
     """Mean line and 5-95 % band across seeds of one series (columns seed, date, value)."""
     wide = df.pivot_table(index="date", columns="seed", values="value", aggfunc="sum")
@@ -200,12 +204,15 @@ def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import PercentFormatter
 
+    from sim.figures import style_dates
+
     out.mkdir(parents=True, exist_ok=True)
     if series.empty:
         return []
     names = [sc.name for sc in exp.scenarios]
     colors = {n: f"C{k}" for k, n in enumerate(names)}
     focus = exp.report.get("focus_region", "usa")
+    dom = domestic_of(exp)
     event = exp.report.get("event_month")
     by = dict(tuple(series.groupby("series", sort=False)))
     paths: list[Path] = []
@@ -219,7 +226,7 @@ def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
 
     def finish(fig: Any, axes: list, name: str, ylabel: str, *, extra: list | None = None) -> None:
         for ax in axes:
-            _dates(ax)
+            style_dates(ax)
             ax.set_ylabel(ylabel)
             if event:
                 ax.axvline(pd.Timestamp(f"{event}-01"), color="0.3", ls=":", lw=1)
@@ -241,21 +248,21 @@ def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, prod in zip(axes, ("oxide", "magnet"), strict=True):
-        draw(ax, f"price_usd_per_kg|{prod}|china", "-")
-        draw(ax, f"price_usd_per_kg|{prod}|ex_china", "--")
+        draw(ax, f"price_usd_per_kg|{prod}|domestic", "-")
+        draw(ax, f"price_usd_per_kg|{prod}|ex_domestic", "--")
         ax.set_title(f"NdPr {prod} price" if prod == "oxide" else "NdFeB magnet price")
         ax.set_ylim(bottom=0)
     styles = [
-        Line2D([], [], color="k", ls="-", label="China domestic"),
-        Line2D([], [], color="k", ls="--", label="ex-China (landed)"),
+        Line2D([], [], color="k", ls="-", label=f"{dom} (domestic market)"),
+        Line2D([], [], color="k", ls="--", label=f"ex-{dom} (landed)"),
     ]
     finish(fig, list(axes), "prices.png", "price (USD/kg)", extra=styles)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     draw(axes[0], "exports_t|magnet|all")
     draw(axes[1], f"exports_t|magnet|{focus}")
-    axes[0].set_title("China's magnet exports, all destinations")
-    axes[1].set_title(f"China's magnet exports to {focus}")
+    axes[0].set_title(f"{dom}'s magnet exports, all destinations")
+    axes[1].set_title(f"{dom}'s magnet exports to {focus}")
     for ax in axes:
         ax.set_ylim(bottom=0)
     finish(fig, list(axes), "exports.png", "magnets (t/month)")
@@ -275,14 +282,14 @@ def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     for ax, prod in zip(axes, ("oxide", "metal", "magnet"), strict=True):
-        draw(ax, f"capacity_t_per_yr|{prod}|ex_china")
-        ax.set_title(f"{prod} capacity outside China")
+        draw(ax, f"capacity_t_per_yr|{prod}|ex_domestic")
+        ax.set_title(f"{prod} capacity outside {dom}")
         ax.set_ylim(bottom=0)
-    finish(fig, list(axes), "capacity_ex_china.png", "capacity (t/yr)")
+    finish(fig, list(axes), "capacity_ex_domestic.png", "capacity (t/yr)")
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    draw(ax, f"share_from_china|magnet|{focus}")
-    ax.set_title(f"share of {focus}'s magnet purchases shipped from China")
+    draw(ax, f"share_from_domestic|magnet|{focus}")
+    ax.set_title(f"share of {focus}'s magnet purchases shipped from {dom}")
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     finish(fig, [ax], "share.png", "share of purchases")

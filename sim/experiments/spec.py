@@ -136,12 +136,23 @@ class DesignSpec(_Strict):
 class SeriesFilter(_Strict):
     """A selection of tidy time-series rows (None: any)."""
 
-    metric: str
+    metric: str = Field(description="a metric of the catalogue (sim.metrics, docs/outputs.md)")
     product: Filter = None
     region: Filter = None
     sector: Filter = None
     start: Month | None = None
     end: Month | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _declared(cls, v: str) -> str:
+        from sim.metrics import get
+
+        try:
+            get(v)
+        except KeyError as exc:
+            raise ValueError(f"{exc.args[0]} (metrics: docs/outputs.md)") from None
+        return v
 
 
 class OutcomeSpec(SeriesFilter):
