@@ -39,3 +39,19 @@ def test_render_replaces_only_the_block_body():
         del docgen.GENERATORS["x"]
     assert seen == ["x"]
     assert out == "a\n<!-- generated: x (make docs) -->\nnew\n<!-- end generated: x -->\nb\n"
+
+
+def test_prim_examples_in_the_docs_name_real_outcomes():
+    import re
+
+    from sim.experiments.analyze import parse_prim
+    from sim.experiments.spec import load_spec
+
+    text = (docgen.ROOT / "docs" / "experiments.md").read_text()
+    examples = re.findall(r'--prim "([^"]+)"', text)
+    assert examples
+    spec, _ = load_spec(docgen.ROOT / "experiments" / "sweep_classroom_sobol.toml")
+    names = {o.name for o in spec.outcomes}
+    for ex in examples:
+        outcome, _, _ = parse_prim(ex)
+        assert outcome in names, ex
