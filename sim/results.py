@@ -57,6 +57,58 @@ class Results:
             sel &= ts["sector"] == sector
         return ts[sel].groupby("date")["value"].sum()
 
+    def __repr__(self) -> str:
+        m = self.manifest
+        name = m.get("scenario_name") or m.get("world_name") or m.get("world", "?")
+        months = m.get("months", self.timeseries["date"].nunique())
+        return (
+            f"Results({name!r}, seed {m.get('seed', '?')}, {m.get('start', '?')}.."
+            f"{m.get('end', '?')} ({months} months); timeseries {len(self.timeseries):,} rows "
+            f"({self.timeseries['metric'].nunique()} metrics), flows {len(self.flows):,} rows, "
+            f"agents {len(self.agents):,} rows)"
+        )
+
+    def plot(
+        self,
+        metric: str,
+        product: str = "",
+        region: str | list[str] | None = None,
+        *,
+        ax: Any = None,
+    ) -> Any:
+        """Plot a metric's monthly series, one line per region (sectors summed).
+
+        Args:
+            metric: A metric of the catalogue (``sim.metrics``), e.g. ``"shortage_t"``.
+            product: The product (``"magnet"``; ``""`` for metrics without one).
+            region: One region, a list, or None for every region with rows.
+            ax: Matplotlib axes to draw on (default: a new figure).
+
+        Returns:
+            The axes, labelled with the metric's unit; levels start at zero.
+        """
+        import matplotlib.pyplot as plt
+
+        from sim.figures import style_dates
+        from sim.metrics import get
+
+        meta = get(metric)
+        ts = self.timeseries
+        sel = ts[(ts["metric"] == metric) & (ts["product"] == product)]
+        regions = sorted(sel["region"].unique()) if region is None else region
+        regions = [regions] if isinstance(regions, str) else regions
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4))
+        for reg in regions:
+            s = self.series(metric, product, reg)
+            ax.plot(s.index, s.to_numpy(), label=reg)
+        ax.set_ylabel(meta.axis_label(f"{metric} {product}".strip()))
+        if meta.kind != "price" or (sel["value"] >= 0).all():
+            ax.set_ylim(bottom=0)
+        style_dates(ax)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+        return ax
+
     def balance(self) -> pd.DataFrame:
         """Mass balance per product and month: production - consumption - change in stock."""
         ts = self.timeseries

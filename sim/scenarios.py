@@ -339,6 +339,7 @@ def run_experiment_file(
     scheduler: str | None = None,
     resume: bool = False,
     progress: bool = True,
+    csv: bool = False,
 ) -> int:
     """``ndsim run EXPERIMENT.toml``: a seed ensemble of every scenario, tables, figures, report.
 
@@ -354,6 +355,7 @@ def run_experiment_file(
         scheduler: Dask scheduler address or ``local``.
         resume: Complete an interrupted run from ``OUT.partial``.
         progress: Show a progress bar.
+        csv: Also write the metrics, summary and effects tables as CSV.
 
     Returns:
         The exit code (0). User errors raise :class:`UserError` before anything is written.
@@ -380,6 +382,7 @@ def run_experiment_file(
         scheduler=scheduler,
         resume=resume,
         progress=progress,
+        csv=csv,
     )
     print(s.report)
     print(

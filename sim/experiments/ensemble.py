@@ -216,6 +216,7 @@ def run_ensemble(
     scheduler: str | None = None,
     resume: bool = False,
     progress: bool = True,
+    csv: bool = False,
 ) -> EnsembleSummary:
     """Run every scenario of ``exp`` on ``seeds`` seeds and write tables, figures and report.
 
@@ -227,6 +228,7 @@ def run_ensemble(
         scheduler: A Dask scheduler address, or ``local`` (see ``ndsim sweep``).
         resume: Continue an interrupted ensemble from ``out.partial``.
         progress: Show a progress bar on stderr.
+        csv: Also write ``metrics.csv``, ``summary.csv`` and ``effects.csv``.
 
     Raises:
         UserError: If ``out.partial`` holds another ensemble, or ``--resume`` finds none.
@@ -312,7 +314,7 @@ def run_ensemble(
             client.close()
         if cluster is not None:
             cluster.close()
-    text = finish(exp, partial, out, n_seeds)
+    text = finish(exp, partial, out, n_seeds, csv=csv)
     return EnsembleSummary(
         out=out,
         n_runs=n_seeds * S,
@@ -324,7 +326,7 @@ def run_ensemble(
     )
 
 
-def finish(exp: Any, partial: Path, out: Path, n_seeds: int) -> str:
+def finish(exp: Any, partial: Path, out: Path, n_seeds: int, *, csv: bool = False) -> str:
     """Assemble ``out`` from a complete ``partial`` directory; returns the report text."""
     from sim.experiments.report import experiment_report, write_band_figures
 
@@ -346,6 +348,10 @@ def finish(exp: Any, partial: Path, out: Path, n_seeds: int) -> str:
     _write(metrics, tmp / "metrics.parquet")
     _write(summary, tmp / "summary.parquet")
     _write(effects, tmp / "effects.parquet")
+    if csv:
+        from sim.io import write_csv
+
+        write_csv({"metrics": metrics, "summary": summary, "effects": effects}, tmp)
     if not series.empty:
         series = series.sort_values(["run_id", "series", "date"]).reset_index(drop=True)
         _write(series.drop(columns=["run_id", "replicate"]), tmp / "series.parquet")
