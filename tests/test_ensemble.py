@@ -165,3 +165,16 @@ def test_resume_refuses_a_changed_experiment(tmp_path, monkeypatch):
     p.write_text(EXP.replace("approval_probability = 0.5", "approval_probability = 0.6"))
     with pytest.raises(Exception, match="different ensemble"):
         run_experiment_file(p, out=out, workers=1, resume=True, progress=False)
+
+
+def test_dask_gives_the_same_bytes(tmp_path, serial_run):
+    pytest.importorskip("distributed")
+    p, serial = serial_run
+    out = tmp_path / "dask"
+    assert (
+        run_experiment_file(p, out=out, seeds=2, scheduler="local", workers=1, progress=False)
+        == 0
+    )
+    met = pd.read_parquet(out / "metrics.parquet")
+    ref = pd.read_parquet(serial / "metrics.parquet")
+    pd.testing.assert_frame_equal(met, ref[ref["seed"] < 2].reset_index(drop=True))
