@@ -58,7 +58,7 @@ TOP_KEYS = (
     "report",
     "scenarios",
 )
-SCENARIO_KEYS = ("name", "description", "set", "policies", "seed")
+SCENARIO_KEYS = ("name", "description", "set", "policies")
 DEFAULT_KEYS = ("set", "policies")
 REPORT_KEYS = ("event_month", "focus_region", "years", "notes", "halt_months")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -231,7 +231,12 @@ def load_experiment(
     seen: dict[str, int] = {}
     for k, sc in enumerate(scen_raw):
         where = f"scenarios[{k}]"
-        problems += _unknown(sc, SCENARIO_KEYS, where)
+        if "seed" in sc:
+            problems.append(
+                f"{where}.seed: scenarios share the experiment's seeds (common random "
+                "numbers); set `seed` (first seed) and `seeds` at the top of the file"
+            )
+        problems += _unknown({k: v for k, v in sc.items() if k != "seed"}, SCENARIO_KEYS, where)
         name = sc.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
             problems.append(f"{where}.name: required; letters, digits, '_' or '-' (got {name!r})")
@@ -239,10 +244,7 @@ def load_experiment(
         elif name in seen:
             problems.append(f"{where}.name: duplicate name {name!r} (also scenarios[{seen[name]}])")
         seen.setdefault(name, k)
-        sc_seed = sc.get("seed", seed)
-        if not isinstance(sc_seed, int) or isinstance(sc_seed, bool):
-            problems.append(f"{where}.seed: expected an integer (got {sc_seed!r})")
-            sc_seed = seed
+        sc_seed = seed
         if world_raw is None:
             continue
         w = copy.deepcopy(world_raw)

@@ -91,7 +91,7 @@ def test_summary_and_effects_are_the_per_seed_statistics(serial_run):
     assert eff.loc[("controls", key), "p95"] == pytest.approx(np.quantile(d, 0.95))
     text = (out / "report.md").read_text()
     assert "| metric | baseline | same_again | controls |" in text
-    assert "Effects against baseline (paired by seed)" in text
+    assert "Key numbers: effects against baseline (paired by seed)" in text
 
 
 def test_seeds_1_is_the_single_seed0_run(tmp_path, serial_run):

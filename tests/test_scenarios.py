@@ -49,7 +49,7 @@ def test_run_writes_scenarios_figures_report(tmp_path):
     assert (out / "figures" / "prices.png").exists()
     text = (out / "report.md").read_text()
     assert "| metric | baseline | controls |" in text
-    assert "Effects against baseline (paired by seed)" in text
+    assert "Key numbers: effects against baseline (paired by seed)" in text
 
 
 def test_cli_run_and_validate(tmp_path, capsys):
@@ -73,6 +73,10 @@ def test_cli_run_and_validate(tmp_path, capsys):
         ),
         (GOOD.replace('world = "', 'world = "nope/'), "world: file not found"),
         (GOOD.replace("end =", "seeds = 0\nend ="), "seeds: expected a positive integer"),
+        (
+            GOOD.replace('name = "controls"', 'name = "controls"\nseed = 3'),
+            "scenarios[1].seed: scenarios share the experiment's seeds",
+        ),
         (GOOD.replace("end =", 'reference = "basline"\nend ='), "did you mean 'baseline'"),
         (GOOD.replace('event_month = "2025-05"', 'event_month = "May"'), "report.event_month"),
         (

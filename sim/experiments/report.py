@@ -26,6 +26,14 @@ ROWS: list[tuple[str, str, str]] = [  # metric, label ({dom}: the domestic marke
     ("ex_domestic_oxide_production_t", "NdPr oxide output outside {dom}, whole run (t)", ""),
     ("ex_domestic_magnet_production_t", "magnet output outside {dom}, whole run (t)", ""),
 ]
+POLICY_ROWS = {
+    "stockpile_spent_usd",
+    "stockpile_bought_t",
+    "stockpile_released_t",
+    "vault_disbursed_usd",
+    "vault_lost_usd",
+    "price_floor_paid_usd",
+}
 YEAR_ROWS: list[tuple[str, str, str]] = [
     ("magnet_price_domestic_{y}", "magnet price, {dom} {y} (USD/kg)", ""),
     ("magnet_price_ex_domestic_{y}", "magnet price, ex-{dom} {y} (USD/kg)", ""),
@@ -146,27 +154,33 @@ def experiment_report(
     if n_bad:
         bad = runs[runs["status"] != "ok"]
         lines += [f"- {r.scenario} seed {r.seed}: {r.error}" for r in bad.itertuples()]
+    # instruments no scenario uses (all zero in every run) get no row; other zeros are data
     vals = summary.set_index("metric")[["mean", "p05", "p95"]].abs().groupby(level=0).max()
-    nonzero = set(vals.index[(vals.max(axis=1) > 0).to_numpy()])
-    rows = report_rows(exp, nonzero)  # metrics zero in every run of every scenario: left out
+    unused = {m for m in POLICY_ROWS if m in vals.index and vals.loc[m].max() == 0}
+    rows = report_rows(exp, set(summary["metric"]) - unused)
+    by_year = [r for r in rows if r[0][-4:].isdigit()]
+    headline = [r for r in rows if r not in by_year]
     spread = (
         "mean across seeds [5th, 95th percentile across seeds]"
         if n_seeds > 1
         else "one seed: no interval (run with --seeds N for intervals)"
     )
-    lines += ["", "## Key numbers", "", f"Each cell: {spread}.", ""]
-    lines += _table(summary, names, rows, diff=False)
     others = [n for n in names if n != ref]
-    if others:
-        lines += [
-            "",
-            f"## Effects against {ref} (paired by seed)",
-            "",
-            f"Each cell: mean of (scenario - {ref}) over seeds [5th, 95th percentile]; "
-            "shares and percentages in percentage points.",
-            "",
-        ]
-        lines += _table(effects, others, rows, diff=True)
+    for title, part in (("Key numbers", headline), ("Year by year", by_year)):
+        if not part:
+            continue
+        lines += ["", f"## {title}", "", f"Each cell: {spread}.", ""]
+        lines += _table(summary, names, part, diff=False)
+        if others:
+            lines += [
+                "",
+                f"### {title}: effects against {ref} (paired by seed)",
+                "",
+                f"Each cell: mean of (scenario - {ref}) over seeds [5th, 95th percentile]; "
+                "shares and percentages in percentage points.",
+                "",
+            ]
+            lines += _table(effects, others, part, diff=True)
     if exp.report.get("notes"):
         lines += ["", "## Notes", "", str(exp.report["notes"]).strip()]
     lines += [
