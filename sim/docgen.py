@@ -122,8 +122,8 @@ def baseline_2024() -> str:
 
 
 @cache
-def _ensemble(name: str) -> tuple[Any, Any]:
-    """The experiment and its summary table, run once per process with the file's seeds."""
+def _ensemble(name: str, seeds: int | None = None) -> tuple[Any, Any]:
+    """The experiment and its summary table, run once per process (default: file's seeds)."""
     import pandas as pd
 
     from sim.experiments.ensemble import run_ensemble
@@ -131,7 +131,7 @@ def _ensemble(name: str) -> tuple[Any, Any]:
 
     exp = load_experiment(ROOT / "experiments" / f"{name}.toml")
     with tempfile.TemporaryDirectory() as tmp:
-        run_ensemble(exp, Path(tmp) / name, workers=2, progress=False)
+        run_ensemble(exp, Path(tmp) / name, seeds=seeds, workers=2, progress=False)
         summary = pd.read_parquet(Path(tmp) / name / "summary.parquet")
     return exp, summary
 
@@ -148,9 +148,13 @@ def _pct_range(summary: Any, scenario: str, metric: str) -> str:
 
 
 @generator("export-controls-2025")
-def export_controls_2025() -> str:
-    """The calibration table of the 2025 export-control episode (docs/policies.md)."""
-    exp, summ = _ensemble("export_controls_2025")
+def export_controls_2025(seeds: int | None = None) -> str:
+    """The calibration table of the 2025 export-control episode (docs/policies.md).
+
+    Args:
+        seeds: Seeds per scenario (default: the experiment file's ``seeds``).
+    """
+    exp, summ = _ensemble("export_controls_2025", seeds)
     names = [sc.name for sc in exp.scenarios]
     n = int(summ["n_seeds"].max())
     rows = [

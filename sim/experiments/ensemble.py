@@ -306,6 +306,12 @@ def run_ensemble(
         sink.flush()
         if fresh and sink.n_written == 0:
             shutil.rmtree(partial, ignore_errors=True)
+        else:
+            print(
+                f"stopped: {len(done) + sink.n_written} of {n_seeds * S} runs kept in "
+                f"{partial}/; complete them with `ndsim run {exp.path} --resume --out {out}`",
+                file=sys.stderr,
+            )
         raise
     finally:
         if bar is not None:
