@@ -46,6 +46,11 @@ YEAR_ROWS: list[tuple[str, str, str]] = [
 ]
 
 
+def label(region: str) -> str:
+    """A region id for people: ``usa`` -> ``USA``, ``china`` -> ``China``."""
+    return region.upper() if len(region) <= 3 else region.replace("_", " ").title()
+
+
 def domestic_of(exp: Any) -> str:
     """The domestic market's region of an experiment (its first scenario's world)."""
     return str(exp.scenarios[0].world_raw.get("market", {}).get("domestic_region", "china"))
@@ -73,7 +78,7 @@ def report_rows(exp: Any, metric_names: set[str]) -> list[tuple[str, str, str]]:
     focus = exp.report.get("focus_region", "usa")
     dom = domestic_of(exp)
     rows = [
-        (k.replace("usa", focus), lab.format(dom=dom).replace("usa", focus), kind)
+        (k.replace("usa", focus), lab.format(dom=label(dom)).replace("usa", label(focus)), kind)
         for k, lab, kind in ROWS
     ]
     regions = sorted(
@@ -83,10 +88,13 @@ def report_rows(exp: Any, metric_names: set[str]) -> list[tuple[str, str, str]]:
     )
     months = exp.report.get("halt_months", 12)
     for r in regions:
-        rows.append((f"shortage_share_event_{r}", f"{r} shortage, event month (share)", "share"))
-        rows.append((f"shortage_share_12m_{r}", f"{r} shortage over {months} months", "share"))
+        name = label(r)
+        rows.append((f"shortage_share_event_{r}", f"{name} shortage, event month", "share"))
+        rows.append((f"shortage_share_12m_{r}", f"{name} shortage over {months} months", "share"))
     for k in range(1, 7):
-        rows.append((f"exports_yoy_event+{k}", f"{dom} magnet exports y/y, event + {k} mo", "pct"))
+        rows.append(
+            (f"exports_yoy_event+{k}", f"{label(dom)} magnet exports y/y, event + {k} mo", "pct")
+        )
     years = sorted(
         int(k.rsplit("_", 1)[1])
         for k in metric_names
@@ -94,7 +102,7 @@ def report_rows(exp: Any, metric_names: set[str]) -> list[tuple[str, str, str]]:
     )
     for y in years:
         rows += [
-            (k.format(y=y, focus=focus), lab.format(y=y, dom=dom, focus=focus), kind)
+            (k.format(y=y, focus=focus), lab.format(y=y, dom=label(dom), focus=label(focus)), kind)
             for k, lab, kind in YEAR_ROWS
         ]
     return [r for r in rows if r[0] in metric_names]
@@ -227,6 +235,7 @@ def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
     colors = {n: f"C{k}" for k, n in enumerate(names)}
     focus = exp.report.get("focus_region", "usa")
     dom = domestic_of(exp)
+    dom_l, focus_l = label(dom), label(focus)
     event = exp.report.get("event_month")
     by = dict(tuple(series.groupby("series", sort=False)))
     paths: list[Path] = []
@@ -267,16 +276,16 @@ def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_title(f"NdPr {prod} price" if prod == "oxide" else "NdFeB magnet price")
         ax.set_ylim(bottom=0)
     styles = [
-        Line2D([], [], color="k", ls="-", label=f"{dom} (domestic market)"),
-        Line2D([], [], color="k", ls="--", label=f"ex-{dom} (landed)"),
+        Line2D([], [], color="k", ls="-", label=f"{dom_l} (domestic market)"),
+        Line2D([], [], color="k", ls="--", label=f"ex-{dom_l} (landed)"),
     ]
     finish(fig, list(axes), "prices.png", "price (USD/kg)", extra=styles)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     draw(axes[0], "exports_t|magnet|all")
     draw(axes[1], f"exports_t|magnet|{focus}")
-    axes[0].set_title(f"{dom}'s magnet exports, all destinations")
-    axes[1].set_title(f"{dom}'s magnet exports to {focus}")
+    axes[0].set_title(f"{dom_l}'s magnet exports, all destinations")
+    axes[1].set_title(f"{dom_l}'s magnet exports to {focus_l}")
     for ax in axes:
         ax.set_ylim(bottom=0)
     finish(fig, list(axes), "exports.png", "magnets (t/month)")
@@ -287,7 +296,7 @@ def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow + 0.6), squeeze=False)
     for ax, reg in zip(axes.flat, regions, strict=False):
         draw(ax, f"shortage_t|magnet|{reg}")
-        ax.set_title(f"magnet shortage: {reg}")
+        ax.set_title(f"magnet shortage: {label(reg)}")
         top = by[f"shortage_t|magnet|{reg}"]["value"].max()
         ax.set_ylim(0, max(top * 1.05, 1.0))
     for ax in list(axes.flat)[len(regions) :]:
@@ -297,13 +306,13 @@ def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     for ax, prod in zip(axes, ("oxide", "metal", "magnet"), strict=True):
         draw(ax, f"capacity_t_per_yr|{prod}|ex_domestic")
-        ax.set_title(f"{prod} capacity outside {dom}")
+        ax.set_title(f"{prod} capacity outside {dom_l}")
         ax.set_ylim(bottom=0)
     finish(fig, list(axes), "capacity_ex_domestic.png", "capacity (t/yr)")
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     draw(ax, f"share_from_domestic|magnet|{focus}")
-    ax.set_title(f"share of {focus}'s magnet purchases shipped from {dom}")
+    ax.set_title(f"share of {focus_l}'s magnet purchases shipped from {dom_l}")
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     finish(fig, [ax], "share.png", "share of purchases")
