@@ -61,6 +61,7 @@ TOP_KEYS = (
 SCENARIO_KEYS = ("name", "description", "set", "policies")
 DEFAULT_KEYS = ("set", "policies")
 REPORT_KEYS = ("event_month", "focus_region", "years", "notes", "halt_months")
+RESERVED_NAMES = {"figures", "assemble"}  # folders of the experiment's output
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
@@ -241,6 +242,8 @@ def load_experiment(
         if not isinstance(name, str) or not NAME_RE.match(name):
             problems.append(f"{where}.name: required; letters, digits, '_' or '-' (got {name!r})")
             name = f"scenario_{k}"
+        elif name in RESERVED_NAMES:
+            problems.append(f"{where}.name: {name!r} is the name of an output folder; rename it")
         elif name in seen:
             problems.append(f"{where}.name: duplicate name {name!r} (also scenarios[{seen[name]}])")
         seen.setdefault(name, k)
