@@ -172,8 +172,7 @@ def test_dask_gives_the_same_bytes(tmp_path, serial_run):
     p, serial = serial_run
     out = tmp_path / "dask"
     assert (
-        run_experiment_file(p, out=out, seeds=2, scheduler="local", workers=1, progress=False)
-        == 0
+        run_experiment_file(p, out=out, seeds=2, scheduler="local", workers=1, progress=False) == 0
     )
     met = pd.read_parquet(out / "metrics.parquet")
     ref = pd.read_parquet(serial / "metrics.parquet")
