@@ -227,10 +227,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{args.file}: valid experiment ({len(exp.scenarios)} scenarios)")
         return 0
     if "design" in raw or "parameters" in raw and "base" in raw:
-        from sim.experiments.spec import load_spec
+        from sim.experiments.spec import base_scenario, load_spec
 
-        load_spec(args.file)
-        print(f"{args.file}: valid sweep spec")
+        spec, base_path = load_spec(args.file)
+        base = base_scenario(spec, base_path, spec_path=args.file)
+        base.world()  # the base scenario with the spec's overrides validates
+        print(f"{args.file}: valid sweep spec (base scenario {base.name!r})")
         return 0
     from sim.docgen import agent_counts
 
