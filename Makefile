@@ -13,7 +13,7 @@ FIND_PY := for p in $(PYTHON_CANDIDATES); do \
 	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then \
 	    echo $$p; break; fi; done
 
-.PHONY: run test lint bench clean ui venv
+.PHONY: run test lint bench clean ui venv docs
 
 $(VENV)/.core: pyproject.toml
 	@py=$$($(FIND_PY)); \
@@ -42,6 +42,11 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check sim tests benchmarks
 	$(VENV)/bin/ruff format --check sim tests benchmarks
+
+# Rewrite the generated blocks of README.md and docs/*.md from fresh runs (sim/docgen.py);
+# tests/test_docs.py fails when a committed block disagrees with a fresh run.
+docs: $(VENV)/.core
+	$(PY) -m sim.docgen
 
 bench: $(VENV)/.core
 	$(PY) benchmarks/bench_core.py

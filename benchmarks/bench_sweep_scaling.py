@@ -40,7 +40,7 @@ high = 1.5
 name = "oxide_price_world"
 metric = "price_usd_per_kg"
 product = "oxide"
-region = "world"
+region = "ex_china"
 reduce = "mean"
 [[keep]]
 metric = "price_usd_per_kg"

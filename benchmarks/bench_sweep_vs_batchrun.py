@@ -126,7 +126,7 @@ levels = {l1}
 name = "oxide_price_world"
 metric = "price_usd_per_kg"
 product = "oxide"
-region = "world"
+region = "ex_china"
 reduce = "mean"
 [[outcomes]]
 name = "us_shortage"
@@ -143,7 +143,7 @@ reduce = "share"
 [[keep]]
 metric = "price_usd_per_kg"
 product = "oxide"
-region = "world"
+region = "ex_china"
 [[keep]]
 metric = "shortage_t"
 product = "magnet"

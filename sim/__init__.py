@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["run", "load_world", "SupplyChainModel", "Results", "__version__"]
+__all__ = [
+    "run",
+    "load_world",
+    "load_scenario",
+    "Scenario",
+    "SupplyChainModel",
+    "Results",
+    "__version__",
+]
 __version__ = "0.1.0"
 
 
@@ -25,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from sim.world import load_world
 
         return load_world
+    if name in ("load_scenario", "Scenario"):
+        import sim.scenario
+
+        return getattr(sim.scenario, name)
     if name == "SupplyChainModel":
         from sim.model import SupplyChainModel
 

@@ -18,7 +18,8 @@ from sim.calendar import format_month, parse_month
 from sim.errors import UserError
 from sim.model import SupplyChainModel
 from sim.results import Results, build_results
-from sim.world import World, load_world
+from sim.scenario import Scenario
+from sim.world import World, load_world, read_toml
 
 __version__ = "0.1.0"
 
@@ -48,10 +49,27 @@ def versions() -> dict[str, str | None]:
     }
 
 
+def _file_kind(raw: dict[str, Any]) -> str | None:
+    """``"experiment"`` or ``"sweep spec"`` for files that are not worlds, else None."""
+    if "scenarios" in raw:
+        return "experiment"
+    if "design" in raw or ("parameters" in raw and "base" in raw):
+        return "sweep spec"
+    return None
+
+
 def resolve_world(
-    world: str | Path | World | dict[str, Any], overrides: list[str] | None = None
+    world: str | Path | World | dict[str, Any] | Scenario, overrides: list[str] | None = None
 ) -> tuple[World, dict[str, Any], str]:
-    """Accept a path, a raw dict or a World; return (World, raw dict, label)."""
+    """Accept a path, a raw dict, a World or a Scenario; return (World, raw dict, label).
+
+    Raises:
+        UserError: If the world does not validate, or the file is an experiment file or a
+            sweep spec rather than a world.
+    """
+    if isinstance(world, Scenario):
+        sc = world.with_overrides(overrides) if overrides else world
+        return sc.world(), sc.world_raw, sc.world_file
     if isinstance(world, World):
         if overrides:
             raw = world.model_dump(mode="json")
@@ -61,7 +79,21 @@ def resolve_world(
     if isinstance(world, dict):
         w, raw = load_world("<dict>", overrides, raw=world)
         return w, raw, "<dict>"
-    w, raw = load_world(world, overrides)
+    raw = read_toml(world)
+    kind = _file_kind(raw)
+    if kind == "experiment":
+        raise UserError(
+            "this is an experiment file (it has [[scenarios]]), not a world: run it with "
+            f"`ndsim run {world}`, or run one of its scenarios with "
+            f"sim.run(sim.load_scenario('{world}#NAME'))",
+            file=str(world),
+        )
+    if kind == "sweep spec":
+        raise UserError(
+            f"this is a sweep spec, not a world: run it with `ndsim sweep {world}`",
+            file=str(world),
+        )
+    w, raw = load_world(world, overrides, raw=raw)
     return w, raw, str(world)
 
 
@@ -83,7 +115,7 @@ def check_period(start: str | None, end: str | None, world: World) -> None:
 
 
 def run(
-    world: str | Path | World | dict[str, Any],
+    world: str | Path | World | dict[str, Any] | Scenario,
     *,
     seed: int = 0,
     start: str | None = None,
@@ -94,10 +126,11 @@ def run(
     """Run one simulation and return its tables.
 
     Args:
-        world: A world file path, a raw world dict, or a validated :class:`World`.
+        world: A world file path, a raw world dict, a validated :class:`World` or a
+            :class:`~sim.scenario.Scenario` (see :func:`sim.load_scenario`).
         seed: Seed for the model's random generator.
-        start: First month (``YYYY-MM``), default from the world's calendar.
-        end: Last month, default from the world's calendar.
+        start: First month (``YYYY-MM``), default from the scenario or the world's calendar.
+        end: Last month, default from the scenario or the world's calendar.
         overrides: ``key.path=value`` parameter overrides.
         progress: Called as ``progress(months_done, months_total)`` after each month.
 
@@ -105,6 +138,8 @@ def run(
         The run's :class:`Results` (timeseries, flows, agents, manifest).
     """
     w, raw, label = resolve_world(world, overrides)
+    if isinstance(world, Scenario):
+        start, end = start or world.start, end or world.end
     check_period(start, end, w)
     model = SupplyChainModel(w, rng=seed, start=start, end=end)
     t0 = time.perf_counter()
@@ -131,6 +166,9 @@ def run(
         "versions": versions(),
         "wall_seconds": wall,
     }
+    if isinstance(world, Scenario):
+        manifest["scenario_name"] = world.name
+        manifest["overrides"] = [*world.overrides, *(overrides or [])]
     results = build_results(model, manifest)
     results.model = model  # type: ignore[attr-defined]
     return results

@@ -1,15 +1,21 @@
-"""Standard figures of a run (PNG): prices, production by region and stage, shortages, trade."""
+"""Standard figures of a run (PNG): prices, production by region and stage, shortages, trade.
+
+Axis labels carry units (from the ``sim.metrics`` catalogue), dates are concise, levels start
+at zero and legends sit outside the data.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
 
+from sim.metrics import price_markets  # noqa: E402
 from sim.results import Results  # noqa: E402
 from sim.world import PRODUCTS  # noqa: E402
 
@@ -23,74 +29,109 @@ UNITS = {
 }
 
 
-def _annual(s: pd.Series, how: str = "sum") -> pd.Series:
-    r = s.resample("YS")
-    return r.sum() if how == "sum" else r.mean()
+def style_dates(ax: Any) -> None:
+    """Concise, non-overlapping date ticks and a light grid."""
+    loc = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.grid(alpha=0.3)
+
+
+def legend_below(fig: Any, ax: Any, ncol: int = 4) -> None:
+    """One legend for the figure, below the panels (never over the data)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=8)
+
+
+def _save(fig: Any, path: Path, paths: list[Path], bottom: float = 0.1) -> None:
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
 
 
 def plot_prices(res: Results, ax_grid: list) -> None:
-    """China-domestic vs ex-China price per product."""
+    """Domestic-market vs ex-domestic price per product, USD/kg from zero."""
+    dom, ex = price_markets(str(res.manifest.get("domestic_region", "china")))
     for ax, prod in zip(ax_grid, PRODUCTS, strict=False):
-        for region, style in (("china", "-"), ("world", "--")):
+        for region, style, label in ((dom, "-", f"{dom} (domestic)"), (ex, "--", f"{ex}")):
             s = res.series("price_usd_per_kg", prod, region)
-            ax.plot(
-                s.index,
-                s.values,
-                style,
-                label="China domestic" if region == "china" else "ex-China (landed)",
-            )
+            ax.plot(s.index, s.values, style, label=label)
         ax.set_title(prod)
-        ax.set_ylabel("USD/kg")
-        ax.grid(alpha=0.3)
-    ax_grid[0].legend(fontsize=8)
+        ax.set_ylabel("price (USD/kg)")
+        ax.set_ylim(bottom=0)
+        style_dates(ax)
+
+
+def _annual_table(ts: Any, metric: str, product: str | None = None) -> Any:
+    sel = ts[ts["metric"] == metric]
+    if product is not None:
+        sel = sel[sel["product"] == product]
+    table = sel.pivot_table(index="date", columns="region", values="value", aggfunc="sum")
+    table = table.resample("YS").sum() / 1e3
+    return table.loc[:, table.sum() > 0]
 
 
 def write_figures(res: Results, out: str | Path) -> list[Path]:
     """Write the standard figures into ``out``; returns the paths written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths: list[Path] = []
     ts = res.timeseries
 
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
     plot_prices(res, list(axes.flat))
     axes.flat[-1].axis("off")
-    fig.suptitle("Prices: China-domestic vs ex-China")
-    fig.tight_layout()
-    paths.append(out / "prices.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    legend_below(fig, axes.flat[0])
+    fig.suptitle("Prices by market")
+    _save(fig, out / "prices.png", paths, bottom=0.05)
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    regions: dict[str, Any] = {}
     for ax, prod in zip(axes.flat, STAGES, strict=True):
-        sel = ts[(ts["metric"] == "production_t") & (ts["product"] == prod)]
-        table = sel.pivot_table(index="date", columns="region", values="value", aggfunc="sum")
-        table = table.resample("YS").sum() / 1e3
-        table = table.loc[:, table.sum() > 0]
+        table = _annual_table(ts, "production_t", prod)
         if not table.empty:
-            table.plot.area(ax=ax, linewidth=0)
+            table.plot.area(ax=ax, linewidth=0, legend=False)
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                regions.setdefault(lab, h)
         ax.set_title(f"{prod} production")
-        ax.set_ylabel(f"kt/yr ({UNITS[prod]})")
-        ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    paths.append(out / "production_by_region.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    for ax, metric in zip(axes, ("shortage_t", "demand_t"), strict=True):
-        sel = ts[(ts["metric"] == metric)]
-        table = sel.pivot_table(index="date", columns="region", values="value", aggfunc="sum")
-        (table.resample("YS").sum() / 1e3).plot(ax=ax)
-        ax.set_title("OEM magnet " + ("shortage" if metric == "shortage_t" else "demand"))
-        ax.set_ylabel("kt magnets / yr")
+        ax.set_ylabel(f"production (kt/yr, {UNITS[prod]})")
+        ax.set_xlabel("")
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(out / "shortages.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    fig.legend(
+        list(regions.values()),
+        list(regions),
+        loc="lower center",
+        ncol=8,
+        frameon=False,
+        fontsize=8,
+    )
+    _save(fig, out / "production_by_region.png", paths, bottom=0.06)
 
-    fig, ax = plt.subplots(figsize=(10, 5))
+    # per-region panels: an aggregate hides where the shortage falls
+    short = _annual_table(ts, "shortage_t")
+    dem = _annual_table(ts, "demand_t")
+    regs = list(dem.columns)
+    ncol = min(len(regs), 4) or 1
+    nrow = max(1, -(-len(regs) // ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.8 * nrow + 0.6), squeeze=False)
+    for ax, reg in zip(axes.flat, regs, strict=False):
+        ax.plot(dem.index, dem[reg], color="0.5", label="demand")
+        s = short[reg] if reg in short else dem[reg] * 0
+        ax.fill_between(s.index, 0, s.to_numpy(), color="C3", alpha=0.6, label="shortage")
+        ax.set_title(reg)
+        ax.set_ylabel("magnets (kt/yr)")
+        ax.set_ylim(bottom=0)
+        style_dates(ax)
+    for ax in list(axes.flat)[len(regs) :]:
+        ax.axis("off")
+    legend_below(fig, axes.flat[0])
+    fig.suptitle("OEM magnet demand and shortage by region")
+    _save(fig, out / "shortages.png", paths, bottom=0.06)
+
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     fl = res.flows
     if not fl.empty:
         intl = fl[(fl["source_region"] != fl["target_region"]) & (fl["product"] == "magnet")]
@@ -101,12 +142,12 @@ def write_figures(res: Results, out: str | Path) -> list[Path]:
             )
             table = table.resample("YS").sum() / 1e3
             top = table.sum().sort_values(ascending=False).index[:8]
-            table[top].plot(ax=ax)
+            for col in top:
+                ax.plot(table.index, table[col], label=col)
     ax.set_title("Magnet trade between regions (top 8 routes)")
-    ax.set_ylabel("kt magnets / yr")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(out / "trade.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    ax.set_ylabel("magnets shipped (kt/yr)")
+    ax.set_ylim(bottom=0)
+    style_dates(ax)
+    legend_below(fig, ax)
+    _save(fig, out / "trade.png", paths, bottom=0.12)
     return paths

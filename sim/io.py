@@ -20,7 +20,48 @@ def write_parquet(df: Any, path: Path) -> None:
     pq.write_table(table, path, compression="zstd")
 
 
-def write_results(results: Results, out_dir: str | Path, *, figures: bool = True) -> Path:
+def read_results(run_dir: str | Path) -> Results:
+    """Load a run directory written by ``ndsim run WORLD`` (the results contract).
+
+    Raises:
+        UserError: If ``run_dir`` is not a run directory.
+    """
+    import pandas as pd
+
+    from sim.errors import UserError
+
+    d = Path(run_dir)
+    missing = [
+        f
+        for f in ("timeseries.parquet", "flows.parquet", "agents.parquet", "manifest.json")
+        if not (d / f).exists()
+    ]
+    if missing:
+        raise UserError(f"{d}: not a run directory (missing {', '.join(missing)})")
+    return Results(
+        timeseries=pd.read_parquet(d / "timeseries.parquet"),
+        flows=pd.read_parquet(d / "flows.parquet"),
+        agents=pd.read_parquet(d / "agents.parquet"),
+        manifest=json.loads((d / "manifest.json").read_text()),
+    )
+
+
+def write_csv(tables: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write DataFrames as ``<name>.csv`` into ``out_dir`` (atomically per file)."""
+    out = Path(out_dir)
+    paths = []
+    for name, df in tables.items():
+        path = out / f"{name}.csv"
+        tmp = path.with_name(f".{path.name}.tmp")
+        df.to_csv(tmp, index=False)
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def write_results(
+    results: Results, out_dir: str | Path, *, figures: bool = True, csv: bool = False
+) -> Path:
     """Write ``manifest.json``, the Parquet tables and figures into ``out_dir``.
 
     Files are written to a temporary sibling directory that replaces ``out_dir`` only once
@@ -33,6 +74,9 @@ def write_results(results: Results, out_dir: str | Path, *, figures: bool = True
         write_parquet(results.timeseries, tmp / "timeseries.parquet")
         write_parquet(results.flows, tmp / "flows.parquet")
         write_parquet(results.agents, tmp / "agents.parquet")
+        if csv:
+            tables = {"timeseries": results.timeseries, "flows": results.flows}
+            write_csv({**tables, "agents": results.agents}, tmp)
         if figures:
             from sim.figures import write_figures
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from sim.calendar import month_starts
+from sim.metrics import get as get_metric
+from sim.metrics import price_markets
 from sim.network import NP, ROLES
 from sim.world import PRODUCTS, SECTORS
 
@@ -16,6 +19,14 @@ if TYPE_CHECKING:
     from sim.model import SupplyChainModel
 
 TS_COLUMNS = ["date", "metric", "product", "region", "sector", "value"]
+TS_DTYPES = {
+    "date": "datetime64[ns]",
+    "metric": object,
+    "product": object,
+    "region": object,
+    "sector": object,
+    "value": "float64",
+}
 
 
 @dataclass
@@ -45,6 +56,58 @@ class Results:
         if sector:
             sel &= ts["sector"] == sector
         return ts[sel].groupby("date")["value"].sum()
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        name = m.get("scenario_name") or m.get("world_name") or m.get("world", "?")
+        months = m.get("months", self.timeseries["date"].nunique())
+        return (
+            f"Results({name!r}, seed {m.get('seed', '?')}, {m.get('start', '?')}.."
+            f"{m.get('end', '?')} ({months} months); timeseries {len(self.timeseries):,} rows "
+            f"({self.timeseries['metric'].nunique()} metrics), flows {len(self.flows):,} rows, "
+            f"agents {len(self.agents):,} rows)"
+        )
+
+    def plot(
+        self,
+        metric: str,
+        product: str = "",
+        region: str | list[str] | None = None,
+        *,
+        ax: Any = None,
+    ) -> Any:
+        """Plot a metric's monthly series, one line per region (sectors summed).
+
+        Args:
+            metric: A metric of the catalogue (``sim.metrics``), e.g. ``"shortage_t"``.
+            product: The product (``"magnet"``; ``""`` for metrics without one).
+            region: One region, a list, or None for every region with rows.
+            ax: Matplotlib axes to draw on (default: a new figure).
+
+        Returns:
+            The axes, labelled with the metric's unit; levels start at zero.
+        """
+        import matplotlib.pyplot as plt
+
+        from sim.figures import style_dates
+        from sim.metrics import get
+
+        meta = get(metric)
+        ts = self.timeseries
+        sel = ts[(ts["metric"] == metric) & (ts["product"] == product)]
+        regions = sorted(sel["region"].unique()) if region is None else region
+        regions = [regions] if isinstance(regions, str) else regions
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4))
+        for reg in regions:
+            s = self.series(metric, product, reg)
+            ax.plot(s.index, s.to_numpy(), label=reg)
+        ax.set_ylabel(meta.axis_label(f"{metric} {product}".strip()))
+        if meta.kind != "price" or (sel["value"] >= 0).all():
+            ax.set_ylim(bottom=0)
+        style_dates(ax)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+        return ax
 
     def balance(self) -> pd.DataFrame:
         """Mass balance per product and month: production - consumption - change in stock."""
@@ -121,6 +184,145 @@ def product_region_block(
     return tidy_block(dates, metric, labels, grouped)
 
 
+@dataclass
+class BuildContext:
+    """What metric builders read: the finished model, its records and the month dates."""
+
+    model: SupplyChainModel
+    T: int
+    dates: np.ndarray
+
+    @property
+    def regions(self) -> list[str]:
+        """Region names in index order."""
+        return list(self.model.nodes.regions)
+
+    def by_prod_region(
+        self, values: np.ndarray, prod: np.ndarray, metric: str, region: np.ndarray | None = None
+    ) -> pd.DataFrame:
+        """Tidy block of ``values`` (T x n) summed by (product, region) of each column."""
+        region = self.model.nodes.region if region is None else region
+        return product_region_block(
+            self.dates, metric, values[: self.T], prod, region, self.regions
+        )
+
+    def oem_block(self, metric: str, values: np.ndarray) -> pd.DataFrame:
+        """Tidy block of an OEM array (T x n) summed by (region, sector)."""
+        oem = self.model.idx["oem"]
+        nodes, S = self.model.nodes, len(SECTORS)
+        key = nodes.region[oem] * S + self.model.state.sector[oem]
+        present = np.unique(key)
+        remap = np.searchsorted(present, key)
+        labels = [("magnet", self.regions[k // S], SECTORS[k % S]) for k in present]
+        grouped = group_sum(values[: self.T, oem], remap, present.size)
+        return tidy_block(self.dates, metric, labels, grouped)
+
+
+Builder = Callable[[BuildContext], list[pd.DataFrame]]
+BUILDERS: dict[str, Builder] = {}
+
+
+def builds(name: str) -> Callable[[Builder], Builder]:
+    """Register the builder of catalogued model metric ``name`` (see ``sim.metrics``)."""
+    get_metric(name)  # raises for an undeclared metric
+
+    def wrap(fn: Builder) -> Builder:
+        BUILDERS[name] = fn
+        return fn
+
+    return wrap
+
+
+@builds("price_usd_per_kg")
+def _prices(c: BuildContext) -> list[pd.DataFrame]:
+    rec = c.model.recorder
+    dom, ex = price_markets(c.model.world.market.domestic_region)
+    prices = np.concatenate([rec.price_china[: c.T], rec.price_world[: c.T]], axis=1)
+    labels = [(p, dom, "") for p in PRODUCTS] + [(p, ex, "") for p in PRODUCTS]
+    return [tidy_block(c.dates, "price_usd_per_kg", labels, prices)]
+
+
+@builds("production_t")
+def _production(c: BuildContext) -> list[pd.DataFrame]:
+    rec, nodes = c.model.recorder, c.model.nodes
+    mask = (nodes.role == ROLES.index("magnet_plant")) | (nodes.role == ROLES.index("recycler"))
+    scrap = np.where(mask, PRODUCTS.index("scrap"), -1)
+    return [
+        c.by_prod_region(rec.produced, c.model.state.out_product, "production_t"),
+        c.by_prod_region(rec.swarf + rec.collected, scrap, "production_t"),
+    ]
+
+
+@builds("consumption_t")
+def _consumption(c: BuildContext) -> list[pd.DataFrame]:
+    return [c.by_prod_region(c.model.recorder.consumed, c.model.state.in_product, "consumption_t")]
+
+
+@builds("inventory_t")
+def _inventory(c: BuildContext) -> list[pd.DataFrame]:
+    model, T = c.model, c.T
+    rec, nodes, s = model.recorder, model.nodes, model.state
+    inv = np.concatenate([rec.inv_out[:T].reshape(T, -1), rec.inv_in[:T]], axis=1)
+    inv_prod = np.concatenate([np.tile(np.arange(NP), nodes.n), s.in_product])
+    inv_reg = np.concatenate([np.repeat(nodes.region, NP), nodes.region])
+    is_slot = np.zeros(nodes.n * NP, bool)
+    is_slot[model.sell_slots] = True
+    inv_prod[: nodes.n * NP] = np.where(is_slot, inv_prod[: nodes.n * NP], -1)
+    blocks = [c.by_prod_region(inv, inv_prod, "inventory_t", inv_reg)]
+    transit = [(p, "transit", "") for p in PRODUCTS]
+    blocks.append(tidy_block(c.dates, "inventory_t", transit, rec.transit_p[:T]))
+    for (metric, prod, region), arr in sorted(rec.policy_series.items()):
+        if metric == "stockpile_t":
+            blocks.append(tidy_block(c.dates, "inventory_t", [(prod, region, "")], arr[:T, None]))
+    return blocks
+
+
+@builds("capacity_t_per_yr")
+def _capacity(c: BuildContext) -> list[pd.DataFrame]:
+    firms = c.model.idx["firm"]
+    fprod = np.full(c.model.nodes.n, -1)
+    fprod[firms] = c.model.state.out_product[firms]
+    return [c.by_prod_region(c.model.recorder.cap, fprod, "capacity_t_per_yr")]
+
+
+@builds("demand_t")
+def _demand(c: BuildContext) -> list[pd.DataFrame]:
+    return [c.oem_block("demand_t", c.model.recorder.demand)]
+
+
+@builds("shortage_t")
+def _shortage(c: BuildContext) -> list[pd.DataFrame]:
+    return [c.oem_block("shortage_t", c.model.recorder.shortage)]
+
+
+def build_timeseries(model: SupplyChainModel, metrics: set[str] | None = None) -> pd.DataFrame:
+    """The tidy time series of a finished model: every metric, or only ``metrics``.
+
+    Model metrics come from their builders (``BUILDERS``), instruments' series from the
+    recorder. Rows are sorted by metric, product, region, sector, date, so a subset equals
+    the same rows of the full table.
+    """
+    rec = model.recorder
+    if rec is None:
+        raise ValueError("model was run with record=False")
+    ctx = BuildContext(model=model, T=rec.t, dates=month_starts(model.start_abs, rec.t))
+    blocks: list[pd.DataFrame] = []
+    for name, build in BUILDERS.items():
+        if metrics is None or name in metrics:
+            blocks += build(ctx)
+    for (metric, prod, region), arr in sorted(rec.policy_series.items()):
+        if metrics is None or metric in metrics:
+            blocks.append(tidy_block(ctx.dates, metric, [(prod, region, "")], arr[: ctx.T, None]))
+    if not blocks:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TS_DTYPES.items()})
+    ts = pd.concat(blocks, ignore_index=True)[TS_COLUMNS]
+    for col in ("metric", "product", "region", "sector"):
+        ts[col] = ts[col].astype(str)
+    ts["value"] = ts["value"].astype("float64")
+    ts = ts.sort_values(["metric", "product", "region", "sector", "date"], kind="stable")
+    return ts.reset_index(drop=True)
+
+
 def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = None) -> Results:
     """Turn a finished model's records into tidy tables."""
     rec = model.recorder
@@ -128,74 +330,12 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
         raise ValueError("model was run with record=False")
     T = rec.t
     dates = month_starts(model.start_abs, T)
-    nodes, s = model.nodes, model.state
-    regions = list(nodes.regions)
-    blocks: list[pd.DataFrame] = []
-
-    def by_prod_region(
-        values: np.ndarray, prod: np.ndarray, metric: str, region: np.ndarray | None = None
-    ) -> None:
-        region = nodes.region if region is None else region
-        blocks.append(product_region_block(dates, metric, values[:T], prod, region, regions))
-
-    prices = np.concatenate([rec.price_china[:T], rec.price_world[:T]], axis=1)
-    labels = [(p, "china", "") for p in PRODUCTS] + [(p, "world", "") for p in PRODUCTS]
-    blocks.append(tidy_block(dates, "price_usd_per_kg", labels, prices))
-
-    out_p = s.out_product
-    by_prod_region(rec.produced, out_p, "production_t")
-    scrap = PRODUCTS.index("scrap")
-    swarf_or_eol = rec.swarf + rec.collected
-    mask = (nodes.role == ROLES.index("magnet_plant")) | (nodes.role == ROLES.index("recycler"))
-    by_prod_region(swarf_or_eol, np.where(mask, scrap, -1), "production_t")
-    by_prod_region(rec.consumed, s.in_product, "consumption_t")
-
-    inv = np.concatenate([rec.inv_out[:T].reshape(T, -1), rec.inv_in[:T]], axis=1)
-    inv_prod = np.concatenate([np.tile(np.arange(NP), nodes.n), s.in_product])
-    inv_reg = np.concatenate([np.repeat(nodes.region, NP), nodes.region])
-    is_slot = np.zeros(nodes.n * NP, bool)
-    is_slot[model.sell_slots] = True
-    inv_prod[: nodes.n * NP] = np.where(is_slot, inv_prod[: nodes.n * NP], -1)
-    by_prod_region(inv, inv_prod, "inventory_t", inv_reg)
-    blocks.append(
-        tidy_block(dates, "inventory_t", [(p, "transit", "") for p in PRODUCTS], rec.transit_p[:T])
-    )
-    for key, arr in sorted(rec.policy_series.items()):
-        metric, prod, region = key
-        blocks.append(tidy_block(dates, metric, [(prod, region, "")], arr[:T, None]))
-        if metric == "stockpile_t":
-            blocks.append(tidy_block(dates, "inventory_t", [(prod, region, "")], arr[:T, None]))
-
-    firms = model.idx["firm"]
-    fprod = np.full(nodes.n, -1)
-    fprod[firms] = out_p[firms]
-    by_prod_region(rec.cap, fprod, "capacity_t_per_yr")
-
-    oem = model.idx["oem"]
-    S = len(SECTORS)
-    key = nodes.region[oem] * S + s.sector[oem]
-    present = np.unique(key)
-    remap = np.searchsorted(present, key)
-    labels = [("magnet", regions[k // S], SECTORS[k % S]) for k in present]
-    blocks.append(
-        tidy_block(dates, "demand_t", labels, group_sum(rec.demand[:T, oem], remap, present.size))
-    )
-    blocks.append(
-        tidy_block(
-            dates, "shortage_t", labels, group_sum(rec.shortage[:T, oem], remap, present.size)
-        )
-    )
-    ts = pd.concat(blocks, ignore_index=True)[TS_COLUMNS]
-    for col in ("metric", "product", "region", "sector"):
-        ts[col] = ts[col].astype(str)
-    ts["value"] = ts["value"].astype("float64")
-    ts = ts.sort_values(["metric", "product", "region", "sector", "date"], kind="stable")
-    ts = ts.reset_index(drop=True)
-
+    ts = build_timeseries(model)
     flows = _flows(model, dates, T)
     agents = _agents(model, dates, T)
     man = dict(manifest or {})
     man["opening_inventory_t"] = {p: float(rec.opening_stock_p[k]) for k, p in enumerate(PRODUCTS)}
+    man.setdefault("domestic_region", model.world.market.domestic_region)
     return Results(timeseries=ts, flows=flows, agents=agents, manifest=man)
 
 

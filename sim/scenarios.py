@@ -5,7 +5,9 @@ An experiment file is TOML::
     name = "export_controls_2025"        # optional (default: file stem)
     description = "..."
     world = "../models/baseline_2024.toml"   # relative to the experiment file
-    seed = 0                              # optional
+    seed = 0                              # optional: seed of replicate 0
+    seeds = 8                             # optional: replicates per scenario (default 8)
+    reference = "baseline"                # optional: scenario effects are measured against
     start = "2024-01"                     # optional, else the world's calendar
     end = "2030-12"
     [defaults]                            # optional: applied to every scenario first
@@ -22,9 +24,8 @@ An experiment file is TOML::
     [scenarios.policies.export_controls]  # merged into the world's [policies]
     ...
 
-``ndsim run EXPERIMENT.toml --out DIR`` writes ``DIR/<scenario>/`` (the results of each run),
-``DIR/figures/`` (side-by-side comparisons) and ``DIR/report.md``. All of it is written into a
-temporary directory that replaces ``DIR`` only when everything succeeded.
+Every scenario is a :class:`sim.scenario.Scenario`. ``ndsim run EXPERIMENT.toml`` runs each
+scenario on ``seeds`` seeds with common random numbers (see ``sim.experiments.ensemble``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ import pandas as pd
 
 from sim.calendar import parse_month
 from sim.errors import UserError
+from sim.scenario import Scenario
 from sim.world import apply_override, parse_override, read_toml, validate_world
 
 TOP_KEYS = (
@@ -51,32 +50,34 @@ TOP_KEYS = (
     "description",
     "world",
     "seed",
+    "seeds",
+    "reference",
     "start",
     "end",
     "defaults",
     "report",
     "scenarios",
 )
-SCENARIO_KEYS = ("name", "description", "set", "policies", "seed")
+SCENARIO_KEYS = ("name", "description", "set", "policies")
 DEFAULT_KEYS = ("set", "policies")
 REPORT_KEYS = ("event_month", "focus_region", "years", "notes", "halt_months")
+RESERVED_NAMES = {"figures", "assemble"}  # folders of the experiment's output
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
-@dataclass
-class Scenario:
-    """One named scenario: the resolved raw world dict it runs."""
-
-    name: str
-    description: str
-    world_raw: dict[str, Any]
-    overrides: list[str]
-    seed: int
+DEFAULT_SEEDS = 8
 
 
 @dataclass
 class Experiment:
-    """A parsed, validated experiment file."""
+    """A parsed, validated experiment file.
+
+    Attributes:
+        seeds: Replicates per scenario; replicate ``r`` of every scenario runs with seed
+            ``seed + r`` (common random numbers across scenarios).
+        reference: The scenario effects are measured against (default: the first).
+        defaults: The ``[defaults]`` table, applied to every scenario (for the report).
+    """
 
     path: Path
     name: str
@@ -86,6 +87,26 @@ class Experiment:
     start: str | None = None
     end: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    seeds: int = DEFAULT_SEEDS
+    reference: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def scenario(self, name: str) -> Scenario:
+        """The scenario called ``name``.
+
+        Raises:
+            UserError: If there is none (with the nearest name).
+        """
+        names = [sc.name for sc in self.scenarios]
+        for sc in self.scenarios:
+            if sc.name == name:
+                return sc
+        near = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise UserError(
+            f"no scenario {name!r}{hint} (scenarios: {', '.join(names)})", file=str(self.path)
+        )
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -180,9 +201,13 @@ def load_experiment(
         if key in data:
             _check_month(data[key], key, problems)
     seed = data.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        problems.append(f"seed: expected an integer (got {seed!r})")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        problems.append(f"seed: expected a non-negative integer (got {seed!r})")
         seed = 0
+    n_seeds = data.get("seeds", DEFAULT_SEEDS)
+    if not isinstance(n_seeds, int) or isinstance(n_seeds, bool) or n_seeds < 1:
+        problems.append(f"seeds: expected a positive integer (got {n_seeds!r})")
+        n_seeds = DEFAULT_SEEDS
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append("defaults: expected a table")
@@ -207,18 +232,22 @@ def load_experiment(
     seen: dict[str, int] = {}
     for k, sc in enumerate(scen_raw):
         where = f"scenarios[{k}]"
-        problems += _unknown(sc, SCENARIO_KEYS, where)
+        if "seed" in sc:
+            problems.append(
+                f"{where}.seed: scenarios share the experiment's seeds (common random "
+                "numbers); set `seed` (first seed) and `seeds` at the top of the file"
+            )
+        problems += _unknown({k: v for k, v in sc.items() if k != "seed"}, SCENARIO_KEYS, where)
         name = sc.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
             problems.append(f"{where}.name: required; letters, digits, '_' or '-' (got {name!r})")
             name = f"scenario_{k}"
+        elif name in RESERVED_NAMES:
+            problems.append(f"{where}.name: {name!r} is the name of an output folder; rename it")
         elif name in seen:
             problems.append(f"{where}.name: duplicate name {name!r} (also scenarios[{seen[name]}])")
         seen.setdefault(name, k)
-        sc_seed = sc.get("seed", seed)
-        if not isinstance(sc_seed, int) or isinstance(sc_seed, bool):
-            problems.append(f"{where}.seed: expected an integer (got {sc_seed!r})")
-            sc_seed = seed
+        sc_seed = seed
         if world_raw is None:
             continue
         w = copy.deepcopy(world_raw)
@@ -261,10 +290,20 @@ def load_experiment(
                 name=name,
                 description=str(sc.get("description", "")),
                 world_raw=w,
-                overrides=list(sc.get("set", []) or []),
+                world_file=str(world_path),
+                overrides=tuple(
+                    [*(defaults.get("set") or []), *(sc.get("set") or []), *(overrides or [])]
+                ),
+                start=data.get("start"),
+                end=data.get("end"),
                 seed=sc_seed,
             )
         )
+    reference = data.get("reference", scenarios[0].name if scenarios else "")
+    if scenarios and reference not in [sc.name for sc in scenarios]:
+        near = difflib.get_close_matches(str(reference), [sc.name for sc in scenarios], n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        problems.append(f"reference: no scenario {reference!r}{hint}")
     if problems:
         n = len(problems)
         raise UserError(
@@ -279,141 +318,176 @@ def load_experiment(
         start=data.get("start"),
         end=data.get("end"),
         report=report,
+        seed=seed,
+        seeds=n_seeds,
+        reference=str(reference),
+        defaults=defaults,
     )
 
 
 # ----------------------------------------------------------------------------- running
-def run_experiment(
-    exp: Experiment, *, seed: int | None = None, start: str | None = None, end: str | None = None
-) -> dict[str, Any]:
-    """Run every scenario; return ``{name: Results}`` in file order."""
-    import sim.api as api
-
-    out: dict[str, Any] = {}
-    for sc in exp.scenarios:
-        out[sc.name] = api.run(
-            sc.world_raw,
-            seed=sc.seed if seed is None else seed,
-            start=start or exp.start,
-            end=end or exp.end,
-        )
-        out[sc.name].manifest["scenario_name"] = sc.name
-        out[sc.name].manifest["experiment"] = exp.name
-    return out
+def run_experiment(exp: Experiment, *, seed: int | None = None) -> dict[str, Any]:
+    """Run every scenario once (seed ``seed``, default each scenario's own); ``{name: Results}``."""
+    return {sc.name: sc.run(seed) for sc in exp.scenarios}
 
 
 def run_experiment_file(
     path: str | Path,
     *,
     out: str | Path | None = None,
+    seeds: int | None = None,
     seed: int | None = None,
     start: str | None = None,
     end: str | None = None,
     overrides: list[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    csv: bool = False,
 ) -> int:
-    """``ndsim run EXPERIMENT.toml``: run all scenarios, write results, figures and report.
+    """``ndsim run EXPERIMENT.toml``: a seed ensemble of every scenario, tables, figures, report.
+
+    Args:
+        path: The experiment file.
+        out: Output directory (default ``runs/<experiment name>``).
+        seeds: Seeds per scenario (default: the file's ``seeds``, else 8).
+        seed: Seed of replicate 0 (default: the file's ``seed``, else 0).
+        start: First month, overriding the file.
+        end: Last month, overriding the file.
+        overrides: ``key.path=value`` strings applied to every scenario.
+        workers: Local worker processes (1: in this process).
+        scheduler: Dask scheduler address or ``local``.
+        resume: Complete an interrupted run from ``OUT.partial``.
+        progress: Show a progress bar.
+        csv: Also write the metrics, summary and effects tables as CSV.
 
     Returns:
         The exit code (0). User errors raise :class:`UserError` before anything is written.
     """
-    from sim.io import write_results
+    from sim.experiments.ensemble import run_ensemble
 
-    exp = load_experiment(path, overrides=overrides)
-    if seed is not None:
-        for sc in exp.scenarios:
-            sc.seed = seed
     for key, val in (("start", start), ("end", end)):
         if val:
             try:
                 parse_month(val)
             except ValueError as exc:
                 raise UserError(f"--{key}: {exc}") from None
+    exp = load_experiment(path, overrides=overrides)
+    if start or end:
+        exp.scenarios = [sc.with_period(start, end) for sc in exp.scenarios]
+    if seed is not None:
+        exp.seed = seed
     dest = Path(out or f"runs/{exp.name}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        results = run_experiment(exp, start=start, end=end)
-        for name, res in results.items():
-            write_results(res, tmp / name, figures=False)
-            print(
-                f"{exp.name}/{name}: {res.manifest['months']} months, "
-                f"{res.manifest['wall_seconds']:.2f} s",
-                file=sys.stderr,
-            )
-        metrics = {name: scenario_metrics(res, exp.report) for name, res in results.items()}
-        write_comparison_figures(results, tmp / "figures", exp.report)
-        text = report_markdown(exp, metrics)
-        (tmp / "report.md").write_text(text)
-        pd.DataFrame(_flat(metrics)).to_csv(tmp / "metrics.csv", index=False)
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    print(text)
-    print(f"results written to {dest}/ (one folder per scenario, figures/, report.md)")
+    s = run_ensemble(
+        exp,
+        dest,
+        seeds=seeds,
+        workers=workers,
+        scheduler=scheduler,
+        resume=resume,
+        progress=progress,
+        csv=csv,
+    )
+    print(s.report)
+    print(
+        f"{exp.name}: {s.n_runs} runs ({len(exp.scenarios)} scenarios x "
+        f"{s.n_runs // len(exp.scenarios)} seeds; {s.n_skipped} resumed, {s.n_errors} failed) "
+        f"in {s.wall_seconds:.1f} s on {s.backend}"
+    )
+    print(
+        f"results written to {dest}/ (report.md, summary.parquet, effects.parquet, "
+        "metrics.parquet, figures/, one folder per scenario with seed "
+        f"{exp.seed}'s full results)"
+    )
     return 0
 
 
 # ----------------------------------------------------------------------------- metrics
+# Report metrics are named by market, not by country: "domestic" is the world's
+# market.domestic_region (China in the shipped worlds), "ex_domestic" everything else.
+def domestic(res: Any) -> str:
+    """The domestic market's region of a run (``market.domestic_region``)."""
+    return str(res.manifest.get("domestic_region", "china"))
+
+
 def _month_value(s: pd.Series, month: str) -> float:
     ts = pd.Timestamp(f"{month}-01")
     return float(s.get(ts, np.nan)) if len(s) else float("nan")
 
 
-def china_exports(res: Any, product: str = "magnet", to_region: str | None = None) -> pd.Series:
-    """Monthly tonnes shipped from China to other regions (optionally to one region)."""
+def domestic_exports(res: Any, product: str = "magnet", to_region: str | None = None) -> pd.Series:
+    """Monthly tonnes shipped from the domestic market to other regions (or to one region)."""
+    dom = domestic(res)
     fl = res.flows
-    sel = (
-        (fl["source_region"] == "china")
-        & (fl["target_region"] != "china")
-        & (fl["product"] == product)
-    )
+    sel = (fl["source_region"] == dom) & (fl["target_region"] != dom) & (fl["product"] == product)
     if to_region:
         sel &= fl["target_region"] == to_region
-    dates = res.series("price_usd_per_kg", product, "china").index
+    dates = res.series("price_usd_per_kg", product, dom).index
     return fl[sel].groupby("date")["tonnes"].sum().reindex(dates, fill_value=0.0)
 
 
-def share_from_china(res: Any, region: str, product: str = "magnet") -> pd.Series:
-    """Share of a region's purchases of ``product`` shipped from China (monthly)."""
+def share_from_domestic(res: Any, region: str, product: str = "magnet") -> pd.Series:
+    """Share of a region's purchases of ``product`` shipped from the domestic market."""
     fl = res.flows
     into = fl[(fl["target_region"] == region) & (fl["product"] == product)]
     tot = into.groupby("date")["tonnes"].sum()
-    cn = into[into["source_region"] == "china"].groupby("date")["tonnes"].sum()
+    cn = into[into["source_region"] == domestic(res)].groupby("date")["tonnes"].sum()
     return (cn.reindex(tot.index, fill_value=0.0) / tot.where(tot > 0)).fillna(0.0)
 
 
-def non_china_capacity(res: Any, product: str) -> pd.Series:
-    """Installed capacity outside China, t/yr, monthly."""
-    ts = res.timeseries
-    sel = (
-        (ts["metric"] == "capacity_t_per_yr")
-        & (ts["product"] == product)
-        & (ts["region"] != "china")
-    )
-    return ts[sel].groupby("date")["value"].sum()
+class _Lookup:
+    """Monthly series of one run by (metric, product, region), sectors summed; built once."""
+
+    def __init__(self, res: Any):
+        ts = res.timeseries
+        self.g = ts.groupby(["metric", "product", "region", "date"], sort=True)["value"].sum()
+        self.dates = pd.DatetimeIndex(sorted(ts["date"].unique()))
+
+    def get(self, metric: str, product: str = "", region: str | None = None) -> pd.Series:
+        """One series; ``region=None`` sums all regions; missing rows are zero."""
+        try:
+            sub = self.g.loc[(metric, product)]
+        except KeyError:
+            return pd.Series(0.0, index=self.dates)
+        if region is not None:
+            sub = sub.loc[region] if region in sub.index.get_level_values(0) else sub.iloc[:0]
+            return sub.droplevel(0) if sub.index.nlevels > 1 else sub
+        return sub.groupby(level="date").sum()
+
+    def regions(self, metric: str, product: str = "magnet") -> list[str]:
+        """Regions with rows of ``metric``."""
+        try:
+            return sorted(set(self.g.loc[(metric, product)].index.get_level_values(0)))
+        except KeyError:
+            return []
+
+    def ex(self, metric: str, product: str, dom: str) -> pd.Series:
+        """Sum over all regions but ``dom`` (and ``transit``)."""
+        regs = [r for r in self.regions(metric, product) if r not in (dom, "transit")]
+        if not regs:
+            return pd.Series(0.0, index=self.dates)
+        return sum(self.get(metric, product, r).reindex(self.dates, fill_value=0.0) for r in regs)
 
 
-def _policy_total(res: Any, metric: str) -> float:
-    ts = res.timeseries
-    sel = ts[ts["metric"] == metric]
-    if sel.empty:
-        return 0.0
-    last = sel["date"].max()
-    return float(sel[sel["date"] == last]["value"].sum())
+POLICY_TOTALS = (
+    "stockpile_spent_usd",
+    "stockpile_revenue_usd",
+    "vault_disbursed_usd",
+    "vault_lost_usd",
+    "vault_committed_usd",
+    "price_floor_paid_usd",
+    "subsidy_paid_usd",
+)
 
 
-def _sum_policy(res: Any, metric: str) -> float:
-    ts = res.timeseries
-    return float(ts[ts["metric"] == metric]["value"].sum())
-
-
-def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
-    """Key numbers of one scenario (see report.md)."""
-    m: dict[str, Any] = {}
-    dates = res.series("price_usd_per_kg", "magnet", "china").index
+def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, float]:
+    """Key numbers of one run of a scenario (rows of ``metrics.parquet``; see report.md)."""
+    m: dict[str, float] = {}
+    dom = domestic(res)
+    ex_dom = f"ex_{dom}"
+    look = _Lookup(res)
+    dates = look.dates
     years = [
         y
         for y in report.get("years", [2025, 2028, 2030, 2035])
@@ -421,357 +495,99 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
     ]
     ev = report.get("event_month")
     focus = report.get("focus_region", "usa")
-    regions = sorted(
-        {r for r in res.timeseries.loc[res.timeseries["metric"] == "demand_t", "region"]}
-        - {"china"}
-    )
-    exp_all = china_exports(res)
+    regions = [r for r in look.regions("demand_t") if r != dom]
+    exp_all = domestic_exports(res)
     if ev:
         prev = f"{int(ev[:4]) - 1}{ev[4:]}"
         now, before = _month_value(exp_all, ev), _month_value(exp_all, prev)
         m["exports_t_event"] = now
         m["exports_yoy_event"] = now / before - 1 if before > 0 else np.nan
-        us = china_exports(res, to_region=focus)
+        us = domestic_exports(res, to_region=focus)
         now_us, before_us = _month_value(us, ev), _month_value(us, prev)
         m[f"exports_to_{focus}_yoy_event"] = now_us / before_us - 1 if before_us > 0 else np.nan
-        pc = _month_value(res.series("price_usd_per_kg", "magnet", "china"), ev)
-        pw = _month_value(res.series("price_usd_per_kg", "magnet", "world"), ev)
-        m["magnet_price_china_event"] = pc
-        m["magnet_price_world_event"] = pw
+        pc = _month_value(look.get("price_usd_per_kg", "magnet", dom), ev)
+        pw = _month_value(look.get("price_usd_per_kg", "magnet", ex_dom), ev)
+        m["magnet_price_domestic_event"] = pc
+        m["magnet_price_ex_domestic_event"] = pw
         m["magnet_premium_event"] = pw / pc - 1 if pc > 0 else np.nan
         t0 = pd.Timestamp(f"{ev}-01")
         t1 = t0 + pd.DateOffset(months=int(report.get("halt_months", 12)) - 1)
         for r in regions:
-            d = res.series("demand_t", "magnet", r)[t0:t1].sum()
-            sh = res.series("shortage_t", "magnet", r)[t0:t1].sum()
-            m[f"shortage_share_12m_{r}"] = sh / d if d > 0 else 0.0
-            m[f"shortage_share_event_{r}"] = _month_value(
-                res.series("shortage_t", "magnet", r), ev
-            ) / max(_month_value(res.series("demand_t", "magnet", r), ev), 1e-9)
+            dem, short = look.get("demand_t", "magnet", r), look.get("shortage_t", "magnet", r)
+            d = dem[t0:t1].sum()
+            m[f"shortage_share_12m_{r}"] = short[t0:t1].sum() / d if d > 0 else 0.0
+            m[f"shortage_share_event_{r}"] = _month_value(short, ev) / max(
+                _month_value(dem, ev), 1e-9
+            )
         for k in range(1, 7):
             mk = (t0 + pd.DateOffset(months=k)).strftime("%Y-%m")
             pk = (t0 + pd.DateOffset(months=k - 12)).strftime("%Y-%m")
             b = _month_value(exp_all, pk)
             m[f"exports_yoy_event+{k}"] = _month_value(exp_all, mk) / b - 1 if b > 0 else np.nan
-    total_short = sum(res.series("shortage_t", "magnet", r).sum() for r in regions)
-    m["shortage_ex_china_t"] = float(total_short)
+    short_ex = look.ex("shortage_t", "magnet", dom)
+    m["shortage_ex_domestic_t"] = float(short_ex.sum())
+    share = share_from_domestic(res, focus)
     for y in years:
         sl = slice(pd.Timestamp(f"{y}-01-01"), pd.Timestamp(f"{y}-12-01"))
         for prod in ("oxide", "magnet"):
-            for reg in ("china", "world"):
-                m[f"{prod}_price_{reg}_{y}"] = float(
-                    res.series("price_usd_per_kg", prod, reg)[sl].mean()
+            for label, reg in (("domestic", dom), ("ex_domestic", ex_dom)):
+                m[f"{prod}_price_{label}_{y}"] = float(
+                    look.get("price_usd_per_kg", prod, reg)[sl].mean()
                 )
         for prod in ("oxide", "metal", "magnet"):
-            m[f"non_china_capacity_{prod}_{y}"] = float(non_china_capacity(res, prod)[sl].mean())
-        m[f"{focus}_magnets_from_china_share_{y}"] = float(share_from_china(res, focus)[sl].mean())
-        ox = res.series("production_t", "oxide")[sl].sum()
-        ts = res.timeseries
-        rec = ts[(ts["metric"] == "production_t") & (ts["product"] == "oxide")]
-        _ = rec
-        m[f"shortage_ex_china_t_{y}"] = float(
-            sum(res.series("shortage_t", "magnet", r)[sl].sum() for r in regions)
-        )
-        m[f"oxide_production_t_{y}"] = float(ox)
-    for metric in (
-        "stockpile_spent_usd",
-        "stockpile_revenue_usd",
-        "vault_disbursed_usd",
-        "vault_lost_usd",
-        "vault_committed_usd",
-        "price_floor_paid_usd",
-        "subsidy_paid_usd",
-    ):
-        m[metric] = _policy_total(res, metric)
-    m["stockpile_bought_t"] = _sum_policy(res, "stockpile_bought_t")
-    m["stockpile_released_t"] = _sum_policy(res, "stockpile_released_t")
+            cap = look.ex("capacity_t_per_yr", prod, dom)
+            m[f"capacity_ex_domestic_{prod}_{y}"] = float(cap[sl].mean())
+        m[f"{focus}_magnets_from_domestic_share_{y}"] = float(share[sl].mean())
+        m[f"shortage_ex_domestic_t_{y}"] = float(short_ex[sl].sum())
+        m[f"oxide_production_t_{y}"] = float(look.get("production_t", "oxide")[sl].sum())
+    ts = res.timeseries
+    last = ts["date"].max()
+    for metric in POLICY_TOTALS:  # cumulative: the last month's total
+        m[metric] = float(ts[(ts["metric"] == metric) & (ts["date"] == last)]["value"].sum())
+    for metric in ("stockpile_bought_t", "stockpile_released_t"):  # flows: summed
+        m[metric] = float(ts[ts["metric"] == metric]["value"].sum())
     ag = res.agents
-    recycled = ag[ag["role"] == "recycler"]["production_t"].sum()
-    oxide_total = ag[ag["role"].isin(["separator", "recycler"])]["production_t"].sum()
-    m["recycled_share_of_oxide"] = float(recycled / oxide_total) if oxide_total > 0 else 0.0
+    oxide_makers = ag["role"].isin(["separator", "recycler"])
+    recycled = ag["role"] == "recycler"
+    tot = ag.loc[oxide_makers, "production_t"].sum()
+    m["recycled_share_of_oxide"] = float(ag.loc[recycled, "production_t"].sum() / tot) if tot else 0
     for y in years:
         sel = ag["date"].dt.year == y
-        r_y = ag[sel & (ag["role"] == "recycler")]["production_t"].sum()
-        o_y = ag[sel & ag["role"].isin(["separator", "recycler"])]["production_t"].sum()
+        o_y = ag.loc[sel & oxide_makers, "production_t"].sum()
+        r_y = ag.loc[sel & recycled, "production_t"].sum()
         m[f"recycled_share_of_oxide_{y}"] = float(r_y / o_y) if o_y > 0 else 0.0
-    nc = ag[(ag["region"] != "china") & ag["role"].isin(["separator", "recycler"])]
-    m["non_china_oxide_production_t"] = float(nc["production_t"].sum())
-    ncm = ag[(ag["region"] != "china") & (ag["role"] == "magnet_plant")]
-    m["non_china_magnet_production_t"] = float(ncm["production_t"].sum())
-    return m
+    abroad = ag["region"] != dom
+    m["ex_domestic_oxide_production_t"] = float(ag.loc[abroad & oxide_makers, "production_t"].sum())
+    magnets = ag["role"] == "magnet_plant"
+    m["ex_domestic_magnet_production_t"] = float(ag.loc[abroad & magnets, "production_t"].sum())
+    return {k: float(v) for k, v in m.items()}
 
 
-def _flat(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {"scenario": s, "metric": k, "value": v} for s, d in metrics.items() for k, v in d.items()
-    ]
+def figure_series(res: Any, report: dict[str, Any]) -> pd.DataFrame:
+    """The monthly series the experiment figures draw, long format: series, date, value.
 
-
-# ----------------------------------------------------------------------------- figures
-def write_comparison_figures(
-    results: dict[str, Any], out: Path, report: dict[str, Any]
-) -> list[Path]:
-    """Side-by-side figures of all scenarios (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    Series are named ``metric|product|label`` with markets, not countries, as labels:
+    prices in the ``domestic`` market and ``ex_domestic``; the domestic market's magnet
+    exports (``all`` and to the focus region); magnet shortage per region outside it;
+    capacity ``ex_domestic`` per stage; the focus region's share of magnets from it.
+    """
     focus = report.get("focus_region", "usa")
-
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
-        path = out / name
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, prod in zip(axes, ("oxide", "magnet"), strict=True):
-        for k, (name, res) in enumerate(results.items()):
-            c = f"C{k}"
-            s = res.series("price_usd_per_kg", prod, "china")
-            ax.plot(s.index, s.values, "-", color=c, label=f"{name}: China")
-            s = res.series("price_usd_per_kg", prod, "world")
-            ax.plot(s.index, s.values, "--", color=c, label=f"{name}: ex-China")
-        ax.set_title(f"{prod} price (USD/kg)")
-    axes[0].legend(fontsize=7)
-    save(fig, "prices.png")
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for k, (name, res) in enumerate(results.items()):
-        s = china_exports(res)
-        axes[0].plot(s.index, s.values, color=f"C{k}", label=name)
-        s = china_exports(res, to_region=focus)
-        axes[1].plot(s.index, s.values, color=f"C{k}", label=name)
-    axes[0].set_title("China magnet exports (t/month)")
-    axes[1].set_title(f"China magnet exports to {focus} (t/month)")
-    axes[0].legend(fontsize=7)
-    save(fig, "exports.png")
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k, (name, res) in enumerate(results.items()):
-        ts = res.timeseries
-        sel = ts[(ts["metric"] == "shortage_t") & (ts["region"] != "china")]
-        s = sel.groupby("date")["value"].sum()
-        ax.plot(s.index, s.values, color=f"C{k}", label=name)
-    ax.set_title("magnet shortage outside China (t/month)")
-    ax.legend(fontsize=7)
-    save(fig, "shortage.png")
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    for ax, prod in zip(axes, ("oxide", "metal", "magnet"), strict=True):
-        for k, (name, res) in enumerate(results.items()):
-            s = non_china_capacity(res, prod)
-            ax.plot(s.index, s.values, color=f"C{k}", label=name)
-        ax.set_title(f"non-Chinese {prod} capacity (t/yr)")
-    axes[0].legend(fontsize=7)
-    save(fig, "capacity_non_china.png")
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k, (name, res) in enumerate(results.items()):
-        s = share_from_china(res, focus).rolling(3, min_periods=1).mean()
-        ax.plot(s.index, s.values, color=f"C{k}", label=name)
-    ax.set_title(f"share of {focus} magnet purchases from China (3-month mean)")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7)
-    save(fig, "share_from_china.png")
-    return paths
-
-
-# ------------------------------------------------------------------------------ report
-def _fmt(v: Any, kind: str = "") -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "n/a"
-    if kind == "pct":
-        return f"{100 * v:+.0f}%"
-    if kind == "share":
-        return f"{100 * v:.1f}%"
-    if kind == "usd":
-        return f"${v / 1e9:.2f} B" if abs(v) >= 1e8 else f"${v / 1e6:.1f} M"
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    return f"{v:.2f}"
-
-
-ROWS: list[tuple[str, str, str]] = [
-    ("exports_t_event", "China magnet exports in the event month (t)", ""),
-    ("exports_yoy_event", "... change y/y", "pct"),
-    ("exports_to_usa_yoy_event", "... to the US, change y/y", "pct"),
-    ("magnet_premium_event", "ex-China magnet price premium over China, event month", "pct"),
-    ("shortage_ex_china_t", "magnet shortage outside China, whole run (t)", ""),
-    ("stockpile_spent_usd", "stockpile spending", "usd"),
-    ("stockpile_bought_t", "stockpile purchases (t)", ""),
-    ("stockpile_released_t", "stockpile releases (t)", ""),
-    ("vault_disbursed_usd", "Vault disbursed", "usd"),
-    ("vault_lost_usd", "Vault lost on failed projects", "usd"),
-    ("price_floor_paid_usd", "price floor payments", "usd"),
-    ("recycled_share_of_oxide", "recycled share of NdPr oxide output, whole run", "share"),
-    ("non_china_oxide_production_t", "non-Chinese NdPr oxide output, whole run (t)", ""),
-    ("non_china_magnet_production_t", "non-Chinese magnet output, whole run (t)", ""),
-]
-
-
-def report_markdown(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> str:
-    """``report.md``: key numbers side by side, and what they mean."""
-    names = list(metrics)
-    lines = [f"# {exp.name}", "", exp.description.strip(), ""]
-    lines += ["## Scenarios", ""]
-    for sc in exp.scenarios:
-        lines.append(f"- **{sc.name}**: {sc.description}")
-    lines += [
-        "",
-        "## Key numbers",
-        "",
-        "| metric | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+    dom = domestic(res)
+    look = _Lookup(res)
+    parts: dict[str, pd.Series] = {}
+    for prod in ("oxide", "magnet"):
+        for label, reg in (("domestic", dom), ("ex_domestic", f"ex_{dom}")):
+            parts[f"price_usd_per_kg|{prod}|{label}"] = look.get("price_usd_per_kg", prod, reg)
+    parts["exports_t|magnet|all"] = domestic_exports(res)
+    parts[f"exports_t|magnet|{focus}"] = domestic_exports(res, to_region=focus)
+    for reg in look.regions("shortage_t"):
+        if reg != dom:
+            parts[f"shortage_t|magnet|{reg}"] = look.get("shortage_t", "magnet", reg)
+    for prod in ("oxide", "metal", "magnet"):
+        parts[f"capacity_t_per_yr|{prod}|ex_domestic"] = look.ex("capacity_t_per_yr", prod, dom)
+    parts[f"share_from_domestic|magnet|{focus}"] = share_from_domestic(res, focus)
+    frames = [
+        pd.DataFrame({"series": name, "date": s.index, "value": s.to_numpy(float)})
+        for name, s in parts.items()
     ]
-    focus = exp.report.get("focus_region", "usa")
-    rows = [(k.replace("usa", focus), lab.replace("US", focus), kind) for k, lab, kind in ROWS]
-    ev = exp.report.get("event_month")
-    extra = []
-    if ev:
-        lines[-2] = lines[-2]
-        regions = sorted(
-            {
-                k.split("shortage_share_12m_")[1]
-                for d in metrics.values()
-                for k in d
-                if k.startswith("shortage_share_12m_")
-            }
-        )
-        for r in regions:
-            extra.append(
-                (
-                    f"shortage_share_event_{r}",
-                    f"{r} shortage, event month (share of demand)",
-                    "share",
-                )
-            )
-            extra.append(
-                (
-                    f"shortage_share_12m_{r}",
-                    f"{r} shortage over {exp.report.get('halt_months', 12)} months from the event",
-                    "share",
-                )
-            )
-        for k in range(1, 7):
-            extra.append(
-                (f"exports_yoy_event+{k}", f"China magnet exports y/y, event + {k} months", "pct")
-            )
-    years = sorted(
-        {
-            int(k.rsplit("_", 1)[1])
-            for d in metrics.values()
-            for k in d
-            if k.startswith("magnet_price_china_") and k[-4:].isdigit()
-        }
-    )
-    for y in years:
-        extra += [
-            (f"magnet_price_china_{y}", f"magnet price China {y} (USD/kg)", ""),
-            (f"magnet_price_world_{y}", f"magnet price ex-China {y} (USD/kg)", ""),
-            (f"oxide_price_china_{y}", f"NdPr oxide price China {y} (USD/kg)", ""),
-            (f"oxide_price_world_{y}", f"NdPr oxide price ex-China {y} (USD/kg)", ""),
-            (f"non_china_capacity_oxide_{y}", f"non-Chinese oxide capacity {y} (t/yr)", ""),
-            (f"non_china_capacity_metal_{y}", f"non-Chinese metal capacity {y} (t/yr)", ""),
-            (f"non_china_capacity_magnet_{y}", f"non-Chinese magnet capacity {y} (t/yr)", ""),
-            (
-                f"{focus}_magnets_from_china_share_{y}",
-                f"{focus} magnets bought from China {y}",
-                "share",
-            ),
-            (f"shortage_ex_china_t_{y}", f"magnet shortage outside China {y} (t)", ""),
-            (f"recycled_share_of_oxide_{y}", f"recycled share of NdPr oxide {y}", "share"),
-        ]
-    for key, label, kind in rows + extra:
-        vals = [metrics[n].get(key) for n in names]
-        if all(v is None for v in vals):
-            continue
-        if all((v == 0 or v is None) for v in vals) and kind == "usd":
-            continue
-        lines.append(f"| {label} | " + " | ".join(_fmt(v, kind) for v in vals) + " |")
-    lines += ["", "## What the numbers mean", ""]
-    lines += interpret(exp, metrics)
-    if exp.report.get("notes"):
-        lines += ["", "## Notes", "", str(exp.report["notes"]).strip()]
-    lines += [
-        "",
-        "Figures: `figures/prices.png`, `figures/exports.png`, `figures/shortage.png`, "
-        "`figures/capacity_non_china.png`, `figures/share_from_china.png`. Per-scenario "
-        "results (the results contract) are in the scenario folders; all numbers are in "
-        "`metrics.csv`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def interpret(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> list[str]:
-    """Plain-language comparison of each scenario with the first one."""
-    names = list(metrics)
-    base = metrics[names[0]]
-    out = []
-    ev = exp.report.get("event_month")
-    years = sorted(
-        {
-            int(k.rsplit("_", 1)[1])
-            for k in base
-            if k.startswith("magnet_price_china_") and k[-4:].isdigit()
-        }
-    )
-    last = years[-1] if years else None
-    for n in names[1:]:
-        m = metrics[n]
-        parts = [f"- **{n}** vs **{names[0]}**:"]
-        if ev and np.isfinite(m.get("exports_yoy_event", np.nan)):
-            yoy = _fmt(m["exports_yoy_event"], "pct")
-            parts.append(
-                f"in {ev} China's magnet exports change {yoy}"
-                f" y/y ({_fmt(base.get('exports_yoy_event'), 'pct')} in {names[0]}); "
-                f"the ex-China magnet premium is "
-                f"{_fmt(m.get('magnet_premium_event'), 'pct')} "
-                f"({_fmt(base.get('magnet_premium_event'), 'pct')})."
-            )
-        ds = m["shortage_ex_china_t"] - base["shortage_ex_china_t"]
-        parts.append(f"magnet shortage outside China changes by {ds:+,.0f} t over the run.")
-        spent = m.get("stockpile_spent_usd", 0.0)
-        if spent > 0:
-            avoided = -ds
-            parts.append(
-                f"the stockpile spent {_fmt(spent, 'usd')}: "
-                f"{avoided / (spent / 1e6):,.2f} t of shortage avoided per USD million "
-                "(net of release revenue "
-                f"{_fmt(m.get('stockpile_revenue_usd', 0), 'usd')})."
-            )
-        if m.get("vault_disbursed_usd", 0) > 0:
-            extra_ox = m["non_china_oxide_production_t"] - base["non_china_oxide_production_t"]
-            extra_mag = m["non_china_magnet_production_t"] - base["non_china_magnet_production_t"]
-            parts.append(
-                f"Vault disbursed {_fmt(m['vault_disbursed_usd'], 'usd')} and lost "
-                f"{_fmt(m.get('vault_lost_usd', 0), 'usd')}; extra non-Chinese output "
-                f"{extra_ox:+,.0f} t oxide and {extra_mag:+,.0f} t magnets"
-                + (
-                    f" (USD {m['vault_disbursed_usd'] / extra_mag / 1e3:,.1f} per kg "
-                    "of extra magnet output)"
-                    if extra_mag > 1
-                    else ""
-                )
-                + "."
-            )
-        if last is not None:
-            for prod in ("oxide", "magnet"):
-                a, b = m.get(f"{prod}_price_china_{last}"), base.get(f"{prod}_price_china_{last}")
-                if a and b:
-                    parts.append(f"{prod} price in China {last}: {a:.1f} vs {b:.1f} USD/kg.")
-            a = m.get(f"non_china_capacity_magnet_{last}")
-            b = base.get(f"non_china_capacity_magnet_{last}")
-            parts.append(f"non-Chinese magnet capacity {last}: {a:,.0f} vs {b:,.0f} t/yr.")
-            a = m.get(f"recycled_share_of_oxide_{last}")
-            b = base.get(f"recycled_share_of_oxide_{last}")
-            parts.append(
-                f"recycled share of oxide {last}: {_fmt(a, 'share')} vs {_fmt(b, 'share')}."
-            )
-        out.append(" ".join(parts))
-    return out or ["- (one scenario only: nothing to compare)"]
+    return pd.concat(frames, ignore_index=True)

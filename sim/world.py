@@ -387,13 +387,26 @@ _PATTERN_HELP = {
 }
 
 
-def _loc_str(loc: tuple[Any, ...]) -> str:
+def _loc_str(loc: tuple[Any, ...], raw: dict[str, Any] | None = None) -> str:
+    """``a.b[3].c``, with the ids of the list items on the way when ``raw`` is given.
+
+    Example: ``mines[3].capacity_t_per_yr (id 'mp_mountain_pass')``.
+    """
     out = ""
+    ids = []
+    node: Any = raw
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+            ok = isinstance(node, list) and -len(node) <= part < len(node)
+            node = node[part] if ok else None
+            if isinstance(node, dict) and isinstance(node.get("id"), str):
+                ids.append(repr(node["id"]))
         else:
             out += ("." if out else "") + str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    if ids:
+        out += f" (id {', '.join(ids)})"
     return out or "(top level)"
 
 
@@ -427,6 +440,22 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
+def _misspelt(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    """``; is 'x' a misspelling of it?`` when the table holds a near-miss of the key."""
+    node: Any = raw
+    for part in loc[:-1]:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+        else:
+            return ""
+    if not isinstance(node, dict):
+        return ""
+    near = difflib.get_close_matches(str(loc[-1]), [str(k) for k in node], n=1)
+    return f" (is {near[0]!r} a misspelling of {str(loc[-1])!r}?)" if near else ""
+
+
 def format_validation_error(err: ValidationError, raw: dict[str, Any]) -> list[str]:
     """Turn a pydantic ValidationError into ``key.path: message`` lines with typo hints."""
     lines = []
@@ -434,7 +463,7 @@ def format_validation_error(err: ValidationError, raw: dict[str, Any]) -> list[s
         loc = tuple(e["loc"])
         # pydantic appends the tagged member of unions etc.; strip function-validator noise
         loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
-        path = _loc_str(loc)
+        path = _loc_str(loc, raw)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
@@ -454,7 +483,7 @@ def format_validation_error(err: ValidationError, raw: dict[str, Any]) -> list[s
                 lines.append(f"policies.{head}: {rest}")
                 continue
         if e["type"] == "missing":
-            lines.append(f"{path}: required key is missing")
+            lines.append(f"{path}: required key is missing{_misspelt(loc, raw)}")
             continue
         if e["type"] == "string_pattern_mismatch":
             pattern = str(e.get("ctx", {}).get("pattern", ""))

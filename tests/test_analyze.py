@@ -47,7 +47,7 @@ high = 12000
 name = "oxide_price"
 metric = "price_usd_per_kg"
 product = "oxide"
-region = "world"
+region = "ex_china"
 reduce = "mean"
 
 [[outcomes]]
@@ -60,7 +60,7 @@ reduce = "sum"
 [[keep]]
 metric = "price_usd_per_kg"
 product = "oxide"
-region = "world"
+region = "ex_china"
 
 [analysis]
 prim_outcome = "us_oxide_output"
@@ -71,8 +71,8 @@ prim_threshold = 3000
 @pytest.mark.parametrize(
     ("method", "n", "cols"),
     [
-        ("sobol", 8, ["S1", "S1_conf", "ST", "ST_conf"]),
-        ("morris", 6, ["mu", "mu_star", "mu_star_conf", "sigma"]),
+        ("sobol", 8, ["S1", "S1_conf", "ST", "ST_conf", "ST_half"]),
+        ("morris", 6, ["mu", "mu_star", "mu_star_conf", "sigma", "mu_star_half"]),
     ],
 )
 def test_analyze_writes_indices_prim_figures_report(tmp_path, method, n, cols):
@@ -92,7 +92,7 @@ def test_analyze_writes_indices_prim_figures_report(tmp_path, method, n, cols):
     prim_part = text.split("Scenario discovery")[1].split("## Figures")[0]
     assert "| sep |" in prim_part  # the box restricts the separator capacity
     figs = {p.name for p in (tmp_path / "o" / "analysis" / "figures").glob("*.png")}
-    assert "distributions.png" in figs and "fan_price_usd_per_kg_oxide_world.png" in figs
+    assert "distributions.png" in figs and "fan_price_usd_per_kg_oxide_ex_china.png" in figs
     assert "indices_us_oxide_output.png" in figs
     for f in figs:
         assert f"figures/{f}" in text

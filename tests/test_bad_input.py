@@ -116,3 +116,25 @@ def test_bad_period(args, needle, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_messages_name_the_id_and_the_near_miss():
+    import copy
+
+    from sim.errors import UserError
+    from sim.world import read_toml, validate_world
+
+    raw = read_toml(Path(__file__).resolve().parents[1] / "models" / "classroom.toml")
+    neg = copy.deepcopy(raw)
+    neg["mines"][0]["capacity_t_per_yr"] = -5
+    with pytest.raises(UserError) as exc:
+        validate_world(neg)
+    mine_id = raw["mines"][0]["id"]
+    assert f"mines[0].capacity_t_per_yr (id '{mine_id}')" in str(exc.value)
+    typo = copy.deepcopy(raw)
+    typo["mines"][0]["ndpr_shar"] = typo["mines"][0].pop("ndpr_share")
+    with pytest.raises(UserError) as exc:
+        validate_world(typo)
+    assert "required key is missing (is 'ndpr_shar' a misspelling of 'ndpr_share'?)" in str(
+        exc.value
+    )

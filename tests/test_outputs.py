@@ -53,7 +53,7 @@ def test_cli_run_writes_contract(tmp_path):
         "shortage_t",
     } <= metrics
     prices = ts[ts["metric"] == "price_usd_per_kg"]
-    assert set(prices["region"]) == {"china", "world"}
+    assert set(prices["region"]) == {"china", "ex_china"}
     assert "transit" in set(ts[ts["metric"] == "inventory_t"]["region"])
     assert set(ts["product"]) >= {"concentrate", "oxide", "metal", "magnet"}
     assert (ts["region"] == ts["region"].str.lower()).all()
@@ -93,5 +93,5 @@ def test_free_trade_prices_equal_up_to_transport(classroom_run):
     ts = classroom_run.timeseries
     p = ts[(ts["metric"] == "price_usd_per_kg") & (ts["product"] == "magnet")]
     wide = p.pivot_table(index="date", columns="region", values="value")
-    gap = (wide["world"] - wide["china"]).abs()
+    gap = (wide["ex_china"] - wide["china"]).abs()
     assert (gap < 0.15 * wide["china"]).mean() > 0.9

@@ -124,7 +124,7 @@ def test_controls_create_price_wedge(base):
     res = api.run(world(pol), seed=3)
     k = month_index(res, "2025-01")
     ch = res.series("price_usd_per_kg", "magnet", "china").to_numpy()
-    ww = res.series("price_usd_per_kg", "magnet", "world").to_numpy()
+    ww = res.series("price_usd_per_kg", "magnet", "ex_china").to_numpy()
     ch0 = base.series("price_usd_per_kg", "magnet", "china").to_numpy()
     assert (ww[k + 6] / ch[k + 6]) > (ww[k - 1] / ch[k - 1]) + 0.05
     assert ch[k + 6] < ch0[k + 6]  # blocked exports lower the domestic price

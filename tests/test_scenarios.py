@@ -39,15 +39,17 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_run_writes_scenarios_figures_report(tmp_path):
     p = write(tmp_path, GOOD)
     out = tmp_path / "out"
-    assert run_experiment_file(p, out=out) == 0
+    assert run_experiment_file(p, out=out, seeds=2, workers=1, progress=False) == 0
     for name in ("baseline", "controls"):
         assert (out / name / "timeseries.parquet").exists()
+        assert (out / name / "figures" / "prices.png").exists()
         man = json.loads((out / name / "manifest.json").read_text())
         assert man["scenario_name"] == name
+        assert man["seed"] == 0
     assert (out / "figures" / "prices.png").exists()
     text = (out / "report.md").read_text()
     assert "| metric | baseline | controls |" in text
-    assert "What the numbers mean" in text
+    assert "Key numbers: effects against baseline (paired by seed)" in text
 
 
 def test_cli_run_and_validate(tmp_path, capsys):
@@ -70,6 +72,12 @@ def test_cli_run_and_validate(tmp_path, capsys):
             "approval_probability",
         ),
         (GOOD.replace('world = "', 'world = "nope/'), "world: file not found"),
+        (GOOD.replace("end =", "seeds = 0\nend ="), "seeds: expected a positive integer"),
+        (
+            GOOD.replace('name = "controls"', 'name = "controls"\nseed = 3'),
+            "scenarios[1].seed: scenarios share the experiment's seeds",
+        ),
+        (GOOD.replace("end =", 'reference = "basline"\nend ='), "did you mean 'baseline'"),
         (GOOD.replace('event_month = "2025-05"', 'event_month = "May"'), "report.event_month"),
         (
             GOOD.replace(

@@ -62,7 +62,7 @@ values = [0, 2]
 name = "oxide_price_world"
 metric = "price_usd_per_kg"
 product = "oxide"
-region = "world"
+region = "ex_china"
 reduce = "mean"
 
 [[outcomes]]
@@ -169,7 +169,7 @@ def test_serial_output(reference):
     assert set(ts["metric"]) == {"price_usd_per_kg", "production_t"}
     assert not ts.duplicated(["run_id", "metric", "product", "region", "sector", "date"]).any()
     # the kept series reproduce the outcome
-    w = ts[(ts.metric == "price_usd_per_kg") & (ts.region == "world")]
+    w = ts[(ts.metric == "price_usd_per_kg") & (ts.region == "ex_china")]
     assert np.allclose(w.groupby("run_id")["value"].mean(), runs["oxide_price_world"])
 
 
@@ -419,10 +419,10 @@ def test_parameter_path_typo_is_caught_before_running(tmp_path):
 
 
 def test_outcome_selecting_nothing_fails_fast(tmp_path):
-    p = write_spec(tmp_path, SPEC.replace('region = "world"', 'region = "wrld"'))
+    p = write_spec(tmp_path, SPEC.replace('region = "ex_china"', 'region = "wrld"'))
     with pytest.raises(UserError) as exc:
         sweep(p, out=tmp_path / "o", workers=1, progress=False)
-    assert "oxide_price_world" in str(exc.value) and "'world'" in str(exc.value)
+    assert "oxide_price_world" in str(exc.value) and "'ex_china'" in str(exc.value)
 
 
 def test_missing_world_and_cli_exit_code(tmp_path, capsys):

@@ -57,20 +57,119 @@ def row_means(spec: SweepSpec, runs: pd.DataFrame, n_rows: int, outcome: str) ->
     return y.to_numpy(float)
 
 
+CONVERGENCE_TOLERANCE = 0.1
+"""Largest change of an index between N/2 and N (Sobol: absolute; Morris: relative to the
+largest mu*) above which the report says the indices have not converged."""
+
+
+def _salib(method: str, spec: SweepSpec, problem: dict, X: np.ndarray, y: np.ndarray) -> dict:
+    """SALib's indices with 95 % bootstrap intervals (200 resamples)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "sobol":
+            from SALib.analyze import sobol
+
+            si = sobol.analyze(
+                problem,
+                y,
+                calc_second_order=spec.design.calc_second_order,
+                num_resamples=200,
+                conf_level=0.95,
+                seed=0,
+            )
+            keys = ("S1", "S1_conf", "ST", "ST_conf")
+        else:
+            from SALib.analyze import morris
+
+            si = morris.analyze(
+                problem,
+                X,
+                y,
+                num_levels=spec.design.num_levels,
+                num_resamples=200,
+                conf_level=0.95,
+                seed=0,
+            )
+            keys = ("mu", "mu_star", "mu_star_conf", "sigma")
+    return {k: np.asarray(si[k], float) for k in keys}
+
+
+def rows_per_block(spec: SweepSpec) -> int:
+    """Design rows per base sample (Sobol) or trajectory (Morris)."""
+    D = len(spec.parameters)
+    if spec.design.method == "morris":
+        return D + 1
+    return 2 * D + 2 if spec.design.calc_second_order else D + 2
+
+
+def outcome_warnings(method: str, y: np.ndarray, idx: dict, half: dict | None) -> list[str]:
+    """Why an outcome's indices should not be trusted (empty: no warning).
+
+    Checks: the outcome is one value in most runs; the intervals are wider than the
+    indices (for the leading parameter or for most); the indices moved by more than
+    ``CONVERGENCE_TOLERANCE`` between N/2 and N.
+    """
+    out = []
+    _, counts = np.unique(y, return_counts=True)
+    top = counts.max() / y.size
+    if top > 0.5:
+        out.append(
+            f"the outcome has the same value in {100 * top:.0f} % of the design rows: the "
+            "indices describe the few rows where it differs"
+        )
+    key, conf = ("ST", "ST_conf") if method == "sobol" else ("mu_star", "mu_star_conf")
+    val, ci = np.abs(idx[key]), idx[conf]
+    lead = int(np.argmax(val))
+    wide = ci[lead] >= val[lead] or (ci >= val).mean() > 0.5
+    if method == "sobol":  # the leading parameter's first-order index too
+        wide |= bool(idx["S1_conf"][lead] >= abs(idx["S1"][lead]))
+    if wide:
+        detail = f"{key} {idx[key][lead]:.3g} ± {ci[lead]:.3g}"
+        if method == "sobol":
+            detail += f", S1 {idx['S1'][lead]:.3g} ± {idx['S1_conf'][lead]:.3g}"
+        out.append(
+            f"the 95 % intervals are wider than the indices (leading parameter: {detail}): "
+            "raise the design's n"
+        )
+    if half is not None:
+        change = np.abs(idx[key] - half[key])
+        if method == "morris":
+            change = change / max(val.max(), 1e-300)
+        if change.max() > CONVERGENCE_TOLERANCE:
+            out.append(
+                f"not converged: {key} moves by up to {change.max():.2f} between N/2 and N "
+                f"(tolerance {CONVERGENCE_TOLERANCE}); raise the design's n"
+            )
+    return out
+
+
 def sensitivity(
     spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame
-) -> tuple[pd.DataFrame, list[str]]:
-    """Sobol or Morris indices per outcome (empty for grid and LHS designs)."""
+) -> tuple[pd.DataFrame, list[str], dict[str, list[str]]]:
+    """Sobol or Morris indices per outcome, at N and N/2 (empty for grid and LHS designs).
+
+    Returns:
+        The indices (``S1, S1_conf, ST, ST_conf, ST_half`` or ``mu, mu_star,
+        mu_star_conf, sigma, mu_star_half``; ``*_half``: the same index from the first half
+        of the base samples or trajectories), notes on skipped outcomes, and the warnings
+        per outcome (see :func:`outcome_warnings`).
+    """
     from sim.experiments.design import salib_problem
 
     method = spec.design.method
     notes: list[str] = []
+    warns: dict[str, list[str]] = {}
     rows: list[dict[str, Any]] = []
     if method not in ("sobol", "morris"):
-        return pd.DataFrame(), [f"design {method!r}: no sensitivity indices (use sobol/morris)"]
+        return (
+            pd.DataFrame(),
+            [f"design {method!r}: no sensitivity indices (use sobol/morris)"],
+            warns,
+        )
     problem = salib_problem(spec)
     n_rows = len(design)
     X = design[[f"u_{c}" for c in problem["names"]]].to_numpy(float)
+    key = "ST" if method == "sobol" else "mu_star"
     for o in spec.outcomes:
         y = row_means(spec, runs, n_rows, o.name)
         if np.isnan(y).any():
@@ -82,44 +181,28 @@ def sensitivity(
         if np.nanstd(y) == 0:
             notes.append(f"{o.name}: constant across runs ({y[0]:.4g}); indices skipped")
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if method == "sobol":
-                from SALib.analyze import sobol
-
-                si = sobol.analyze(
-                    problem,
-                    y,
-                    calc_second_order=spec.design.calc_second_order,
-                    num_resamples=200,
-                    conf_level=0.95,
-                    seed=0,
-                )
-                keys = ("S1", "S1_conf", "ST", "ST_conf")
-            else:
-                from SALib.analyze import morris
-
-                si = morris.analyze(
-                    problem,
-                    X,
-                    y,
-                    num_levels=spec.design.num_levels,
-                    num_resamples=200,
-                    conf_level=0.95,
-                    seed=0,
-                )
-                keys = ("mu", "mu_star", "mu_star_conf", "sigma")
+        idx = _salib(method, spec, problem, X, y)
+        b = rows_per_block(spec)
+        n_half = (n_rows // b) // 2 * b
+        half = None
+        if n_half >= 2 * b and np.nanstd(y[:n_half]) > 0:
+            half = _salib(method, spec, problem, X[:n_half], y[:n_half])
+        warns[o.name] = outcome_warnings(method, y, idx, half)
         for k, name in enumerate(problem["names"]):
-            rows.append({"outcome": o.name, "parameter": name, **{key: si[key][k] for key in keys}})
-    return pd.DataFrame(rows), notes
+            row = {"outcome": o.name, "parameter": name, **{c: v[k] for c, v in idx.items()}}
+            row[f"{key}_half"] = half[key][k] if half is not None else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows), notes, warns
 
 
-def _fig_indices(idx: pd.DataFrame, method: str, fig_dir: Path) -> list[str]:
+def _fig_indices(
+    idx: pd.DataFrame, method: str, fig_dir: Path, warns: dict[str, list[str]]
+) -> list[str]:
     import matplotlib.pyplot as plt
 
     files = []
     for outcome, grp in idx.groupby("outcome", sort=False):
-        fig, ax = plt.subplots(figsize=(6, 0.4 * len(grp) + 1.5))
+        fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(grp) + 2.0))
         pos = np.arange(len(grp))
         if method == "sobol":
             ax.barh(pos - 0.2, grp["S1"], 0.4, xerr=grp["S1_conf"], label="S1")
@@ -131,9 +214,18 @@ def _fig_indices(idx: pd.DataFrame, method: str, fig_dir: Path) -> list[str]:
             ax.set_xlabel("Morris elementary effects (outcome units per unit range)")
         ax.set_yticks(pos, grp["parameter"])
         ax.invert_yaxis()
-        ax.legend()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         ax.set_title(outcome)
-        fig.tight_layout()
+        if warns.get(outcome):
+            fig.text(
+                0.01,
+                0.01,
+                "WARNING: " + "; ".join(w.split(":")[0] for w in warns[outcome]),
+                color="#b00020",
+                fontsize=7,
+                wrap=True,
+            )
+        fig.tight_layout(rect=(0, 0.08 if warns.get(outcome) else 0, 1, 1))
         name = f"indices_{outcome}.png"
         fig.savefig(fig_dir / name, dpi=110)
         plt.close(fig)
@@ -262,17 +354,25 @@ def analyze(
         lines += ["## Outcomes", "", _md_table(summ.rename_axis("outcome").reset_index()), ""]
 
     # sensitivity
-    idx, notes = sensitivity(spec, design, runs)
+    idx, notes, warns = sensitivity(spec, design, runs)
     if not idx.empty:
         idx.to_csv(adir / "indices.csv", index=False)
-        title = (
-            "Sobol indices (S1, ST; 95% CI)"
-            if spec.design.method == "sobol"
-            else "Morris screening (mu*, sigma)"
-        )
-        lines += [f"## {title}", ""]
+        sobol = spec.design.method == "sobol"
+        title = "Sobol indices (S1, ST; 95% CI)" if sobol else "Morris screening (mu*, sigma)"
+        key = "ST" if sobol else "mu_star"
+        lines += [
+            f"## {title}",
+            "",
+            f"Intervals: 95 % bootstrap (200 resamples). `{key}_half`: the same index from "
+            f"the first half of the design (N/2); a change above {CONVERGENCE_TOLERANCE} "
+            + ("" if sobol else "of the largest mu* ")
+            + "means the indices have not converged.",
+            "",
+        ]
         for outcome, grp in idx.groupby("outcome", sort=False):
-            lines += [f"### {outcome}", "", _md_table(grp.drop(columns="outcome")), ""]
+            lines += [f"### {outcome}", ""]
+            lines += [f"**Warning**: {w}." for w in warns.get(outcome, [])]
+            lines += ["", _md_table(grp.drop(columns="outcome")), ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
 
@@ -291,7 +391,7 @@ def analyze(
         lines += ["## Figures", ""]
         files = []
         if not idx.empty:
-            files += _fig_indices(idx, spec.design.method, fig_dir)
+            files += _fig_indices(idx, spec.design.method, fig_dir, warns)
         dist = _fig_distributions(spec, runs, fig_dir)
         files += [dist] if dist else []
         files += _fig_fans(out, spec, fig_dir)

@@ -8,7 +8,7 @@ import sys
 import threading
 
 
-def _sigterm_as_interrupt() -> None:
+def sigterm_as_interrupt() -> None:
     """Make ``kill`` behave like Ctrl-C so finished runs are flushed before exiting."""
     if threading.current_thread() is not threading.main_thread():
         return
@@ -24,7 +24,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from sim.experiments.runner import sweep
     from sim.experiments.stopping import SweepInterrupted
 
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     try:
         s = sweep(
             args.spec,

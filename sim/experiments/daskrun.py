@@ -44,12 +44,19 @@ class Watch(Protocol):
         """Called when a worker finished a run."""
 
 
-def execute_here(ctx: Context, run_id: int, seed: int, params: dict[str, Any]) -> dict[str, Any]:
-    """:func:`execute` on a Dask worker, adding ``span`` = (start, end, worker name)."""
+def execute_here(
+    fn: Callable[..., dict[str, Any]] | None,
+    ctx: Any,
+    run_id: int,
+    seed: int,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """``fn`` (default :func:`execute`, looked up on the worker) on a Dask worker, adding
+    ``span`` = (start, end, worker name)."""
     from distributed import get_worker
 
     t0 = time.time()
-    res = execute(ctx, run_id, seed, params)
+    res = (fn or execute)(ctx, run_id, seed, params)
     res["span"] = (t0, time.time(), str(get_worker().name))
     return res
 
@@ -95,6 +102,7 @@ def run_dask(
     report: Report,
     client: Any,
     watch: Watch | None = None,
+    fn: Callable[..., dict[str, Any]] | None = None,
 ) -> DaskStats:
     """Run every task on the client's workers; report each result once.
 
@@ -104,6 +112,8 @@ def run_dask(
         report: Called with each result and its attempt count.
         client: A ``distributed.Client``.
         watch: Consulted about once a second (may raise to stop the sweep).
+        fn: What runs a task, ``fn(ctx, run_id, seed, params) -> result`` (default:
+            :func:`execute`).
 
     Returns:
         Peak workers connected and the runs' execution spans.
@@ -128,6 +138,7 @@ def run_dask(
     def submit(task: Task) -> None:
         fut = client.submit(
             execute_here,
+            fn,
             ctx,
             *task,
             key=f"ndsim-{ctx.key[:10]}-{task[0]}-{attempts.get(task[0], 0)}",

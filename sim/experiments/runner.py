@@ -16,6 +16,7 @@ deleting time-series parts left without a runs part by a crash.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -38,7 +39,7 @@ from sim.errors import UserError
 from sim.experiments.daskrun import MAX_ATTEMPTS, DaskStats, Report, Task, run_dask
 from sim.experiments.daskrun import lost_result as _lost
 from sim.experiments.design import Design, expected_rows, make_design, run_params
-from sim.experiments.spec import SweepSpec, load_spec
+from sim.experiments.spec import SweepSpec, base_scenario, load_spec
 from sim.experiments.stopping import (
     BackendError,
     SweepInterrupted,
@@ -128,15 +129,23 @@ class ResultSink:
         self.rows, self.ts = [], []
 
 
-def read_done(out: Path) -> tuple[set[int], int]:
-    """Run ids already on disk and the next free part number; removes orphaned parts."""
+def read_done(
+    out: Path, data_parts: str = "timeseries/metric=*/part-*.parquet"
+) -> tuple[set[int], int]:
+    """Run ids already on disk and the next free part number; removes orphaned parts.
+
+    Args:
+        out: The output directory (``parts/runs-NNNNN.parquet`` commit each part).
+        data_parts: Glob of the data parts written before their runs part; those without
+            a runs part of the same number (a crash between the two) are deleted.
+    """
     parts = sorted((out / "parts").glob("runs-*.parquet"))
     done: set[int] = set()
     numbers = set()
     for p in parts:
         numbers.add(int(p.stem.split("-")[1]))
         done.update(pq.read_table(p, columns=["run_id"]).column(0).to_pylist())
-    for p in (out / "timeseries").glob("metric=*/part-*.parquet"):
+    for p in out.glob(data_parts):
         if int(p.stem.split("-")[1]) not in numbers:
             p.unlink()
     for p in out.rglob(".*.tmp"):
@@ -167,20 +176,22 @@ class Prepared:
 
 def prepare(spec_path: str | Path) -> Prepared:
     """Load the spec and base world, draw the design and check parameters against the world."""
-    from sim.world import load_world
-
-    spec, world_path = load_spec(spec_path)
-    _, raw = load_world(world_path, spec.base.overrides)
+    spec, base_path = load_spec(spec_path)
+    base = base_scenario(spec, base_path, spec_path=spec_path)
+    base.world()  # validates, with the base's overrides
     design = make_design(spec)
     n = expected_rows(spec)
     if design.unit.shape[0] != n:  # pragma: no cover - guards SALib changes
         raise RuntimeError(f"design has {design.unit.shape[0]} rows, expected {n}")
+    # the key covers the resolved base scenario too: editing the experiment file (or the world)
+    # a spec refers to changes it, so --resume never mixes runs of two different bases
+    key = hashlib.sha256((spec.fingerprint() + base.fingerprint()).encode()).hexdigest()
     ctx = Context(
-        key=spec.fingerprint(),
-        world_raw=raw,
-        world_file=str(world_path),
-        start=spec.base.start,
-        end=spec.base.end,
+        key=key,
+        world_raw=base.world_raw,
+        world_file=base.world_file,
+        start=base.start,
+        end=base.end,
         param_paths={p.column: p.path for p in spec.parameters},
         outcomes=[o.model_dump(mode="json") for o in spec.outcomes],
         keep=[k.model_dump(mode="json") for k in spec.keep],
@@ -216,7 +227,7 @@ def _write_header(prep: Prepared, out: Path) -> None:
     spec = prep.spec
     info = {
         "name": spec.name,
-        "fingerprint": spec.fingerprint(),
+        "fingerprint": prep.ctx.key,
         "spec": spec.model_dump(mode="json"),
         "spec_file": str(prep.spec_path),
         "world_file": prep.ctx.world_file,
@@ -235,12 +246,17 @@ def _write_header(prep: Prepared, out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- backends
-def _run_serial(ctx: Context, tasks: Iterator[Task], report: Report) -> None:
+Execute = Callable[..., dict[str, Any]]  # fn(ctx, run_id, seed, params) -> result
+
+
+def _run_serial(ctx: Any, tasks: Iterator[Task], report: Report, fn: Execute = execute) -> None:
     for run_id, seed, params in tasks:
-        report(execute(ctx, run_id, seed, params), 1)
+        report(fn(ctx, run_id, seed, params), 1)
 
 
-def _run_pool(ctx: Context, tasks: Iterator[Task], report: Report, workers: int) -> None:
+def _run_pool(
+    ctx: Any, tasks: Iterator[Task], report: Report, workers: int, fn: Execute = execute
+) -> None:
     """A local process pool; a pool broken by a lost worker is restarted and its runs retried."""
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     mp = multiprocessing.get_context(method)
@@ -267,7 +283,7 @@ def _run_pool(ctx: Context, tasks: Iterator[Task], report: Report, workers: int)
                     task = retry.pop(0) if retry else next(tasks, None)
                     if task is None:
                         break
-                    pending[pool.submit(execute, ctx, *task)] = task
+                    pending[pool.submit(fn, ctx, *task)] = task
                 if not pending:
                     return
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
@@ -306,6 +322,38 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
             p.terminate()
     for p in procs:
         p.join(timeout=5)
+
+
+def _run_dask(
+    ctx: Any, tasks: Iterator[Task], report: Report, client: Any, fn: Execute = execute
+) -> DaskStats:
+    """Dask futures on ``client``'s workers (see :func:`sim.experiments.daskrun.run_dask`)."""
+    return run_dask(ctx, tasks, report, client, fn=None if fn is execute else fn)
+
+
+def connect(scheduler: str, workers: int) -> tuple[Any, Any, str]:
+    """A Dask client for ``--scheduler`` (``local``: a LocalCluster of ``workers`` workers).
+
+    Returns:
+        ``(client, cluster or None, backend label)``.
+
+    Raises:
+        UserError: If the scheduler cannot be reached.
+    """
+    from distributed import Client
+
+    if scheduler == "local":
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        return Client(cluster), cluster, f"dask-local({workers})"
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise UserError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+    return client, None, f"dask({scheduler})"
 
 
 def make_slurm_cluster(spec: SweepSpec, out: str | Path | None = None) -> Any:
@@ -376,7 +424,7 @@ def sweep(
         if not info_path.exists():
             raise UserError(f"--resume: {out} holds no sweep (no sweep.json)")
         old = json.loads(info_path.read_text()).get("fingerprint")
-        if old != spec.fingerprint():
+        if old != prep.ctx.key:
             raise UserError(
                 f"--resume: {out} holds a different sweep (the spec changed since); use a new --out"
             )
@@ -385,6 +433,7 @@ def sweep(
             f"{out} already holds sweep results; use --resume to complete them "
             "or choose another --out"
         )
+    fresh = not out.exists()  # a failure before any run finished leaves nothing behind
     _write_header(prep, out)
     done, next_part = read_done(out)
     todo = [int(r) for r in design.runs["run_id"] if int(r) not in done]
@@ -445,22 +494,8 @@ def sweep(
                 slurm = SlurmWorkers(spec.cluster, out, say=lambda m: _say(bar, f"slurm: {m}"))
                 client = slurm.start()
                 backend = "dask-slurm"
-            elif scheduler == "local":
-                from distributed import Client, LocalCluster
-
-                cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-                )
-                client = Client(cluster)
-                backend = f"dask-local({workers})"
             elif scheduler is not None:
-                from distributed import Client
-
-                try:
-                    client = Client(scheduler, timeout="20s")
-                except OSError as exc:
-                    raise UserError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
-                backend = f"dask({scheduler})"
+                client, cluster, backend = connect(scheduler, workers)
             task_iter = tasks()
             if todo and not resume and not done:
                 # pilot run in this process: a spec whose outcomes select nothing fails fast
@@ -480,6 +515,11 @@ def sweep(
             stopped = SweepInterrupted(hint)
         except BackendError as exc:
             stopped = exc
+        except BaseException:
+            sink.flush()
+            if fresh and sink.n_written == 0:  # failed before any run: leave nothing behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
         finally:
             sink.flush()
             if bar is not None:
@@ -493,10 +533,14 @@ def sweep(
                     cluster.close()
     n_done = len(done) + sink.n_written
     if isinstance(stopped, BackendError):
-        stopped.problems.append(
-            f"{n_done} of {len(design.runs)} runs are saved in {out}; once fixed, go on with: "
-            f"{hint}"
-        )
+        if fresh and n_done == 0:
+            shutil.rmtree(out, ignore_errors=True)
+            stopped.problems.append(f"no run finished, so nothing was kept in {out}")
+        else:
+            stopped.problems.append(
+                f"{n_done} of {len(design.runs)} runs are saved in {out}; once fixed, go on "
+                f"with: {hint}"
+            )
     if stopped is not None:
         raise stopped
     if n_done >= len(design.runs):

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from sim.errors import UserError
+from sim.scenario import Scenario
 from sim.world import Month, format_validation_error, read_toml
 
 
@@ -37,12 +38,31 @@ Filter = str | list[str] | None
 
 
 class BaseSpec(_Strict):
-    """The world every run starts from."""
+    """The scenario every run starts from: a world file, or a scenario of an experiment file."""
 
-    world: str = Field(description="world TOML, relative to the spec file")
-    overrides: list[str] = Field(default_factory=list, description="scenario key.path=value")
-    start: Month | None = None
-    end: Month | None = None
+    world: str | None = Field(None, description="world TOML, relative to the spec file")
+    experiment: str | None = Field(
+        None, description="experiment TOML (relative to the spec file) holding `scenario`"
+    )
+    scenario: str | None = Field(None, description="name of a scenario of `experiment`")
+    overrides: list[str] = Field(
+        default_factory=list, description="key.path=value applied on top of the scenario"
+    )
+    start: Month | None = Field(None, description="first month (default: the scenario's)")
+    end: Month | None = Field(None, description="last month (default: the scenario's)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BaseSpec:
+        if (self.world is None) == (self.experiment is None):
+            raise ValueError(
+                "give either 'world' (a world file) or 'experiment' and 'scenario' "
+                "(a scenario of an experiment file)"
+            )
+        if self.experiment is not None and not self.scenario:
+            raise ValueError("'experiment' needs 'scenario' (the name of one of its scenarios)")
+        if self.world is not None and self.scenario is not None:
+            raise ValueError("'scenario' names a scenario of an 'experiment', not of a world")
+        return self
 
 
 class ParameterSpec(_Strict):
@@ -124,12 +144,23 @@ class DesignSpec(_Strict):
 class SeriesFilter(_Strict):
     """A selection of tidy time-series rows (None: any)."""
 
-    metric: str
+    metric: str = Field(description="a metric of the catalogue (sim.metrics, docs/outputs.md)")
     product: Filter = None
     region: Filter = None
     sector: Filter = None
     start: Month | None = None
     end: Month | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _declared(cls, v: str) -> str:
+        from sim.metrics import get
+
+        try:
+            get(v)
+        except KeyError as exc:
+            raise ValueError(f"{exc.args[0]} (metrics: docs/outputs.md)") from None
+        return v
 
 
 class OutcomeSpec(SeriesFilter):
@@ -291,7 +322,8 @@ def load_spec(path: str | Path, *, raw: dict[str, Any] | None = None) -> tuple[S
         raw: An already-parsed dict to validate instead of reading ``path``.
 
     Returns:
-        The validated spec and the resolved path of its base world file.
+        The validated spec and the resolved path of its base file (a world or an
+        experiment file; :func:`base_scenario` resolves it).
 
     Raises:
         UserError: With one ``key.path: message`` line per problem.
@@ -305,14 +337,33 @@ def load_spec(path: str | Path, *, raw: dict[str, Any] | None = None) -> tuple[S
         raise UserError(
             f"{n} problem{'s' if n > 1 else ''} in sweep spec", file=str(path), problems=problems
         ) from None
-    world_path = (Path(path).parent / spec.base.world).resolve()
+    key = "world" if spec.base.world is not None else "experiment"
+    ref = str(getattr(spec.base, key))
+    world_path = (Path(path).parent / ref).resolve()
     if not world_path.exists():
         raise UserError(
-            "base world not found",
+            f"base {key} not found",
             file=str(path),
-            problems=[f"base.world: no file {spec.base.world!r} (looked at {world_path})"],
+            problems=[f"base.{key}: no file {ref!r} (looked at {world_path})"],
         )
     return spec, world_path
+
+
+def base_scenario(spec: SweepSpec, base_path: Path, *, spec_path: str | Path = "") -> Scenario:
+    """The scenario every run of ``spec`` starts from (``base.overrides`` and period applied).
+
+    Raises:
+        UserError: If the scenario does not exist or an override does not apply.
+    """
+    from sim.scenario import load_scenario
+
+    ref = str(base_path) if spec.base.world else f"{base_path}#{spec.base.scenario}"
+    try:
+        sc = load_scenario(ref)
+        sc = sc.with_overrides(spec.base.overrides).with_period(spec.base.start, spec.base.end)
+    except UserError as exc:
+        raise UserError("base scenario", file=str(spec_path), problems=[f"base: {exc}"]) from None
+    return sc
 
 
 def _spec_hint(line: str) -> str:

@@ -58,10 +58,9 @@ def build_world(ctx: Context, params: dict[str, Any]):
 
 def execute(ctx: Context, run_id: int, seed: int, params: dict[str, Any]) -> dict[str, Any]:
     """Run one simulation; never raises for model errors (they are returned as status)."""
-    from sim.experiments.fastseries import fast_timeseries
     from sim.experiments.outcomes import OutcomeError, compute_outcomes, kept_series
     from sim.model import SupplyChainModel
-    from sim.results import build_results
+    from sim.results import build_timeseries
 
     outcomes, keep = _prepared(ctx)
     t0 = time.perf_counter()
@@ -71,9 +70,8 @@ def execute(ctx: Context, run_id: int, seed: int, params: dict[str, Any]) -> dic
         world = build_world(ctx, params)
         model = SupplyChainModel(world, rng=int(seed), start=ctx.start, end=ctx.end)
         model.run()
-        ts = fast_timeseries(model, {o.metric for o in outcomes} | {k.metric for k in keep})
-        if ts is None:
-            ts = build_results(model).timeseries
+        # only the metrics the outcomes and kept series read (sim.metrics catalogue)
+        ts = build_timeseries(model, {o.metric for o in outcomes} | {k.metric for k in keep})
         row.update(compute_outcomes(ts, outcomes))
         ts_keep = kept_series(ts, keep)
         if ts_keep is not None:
