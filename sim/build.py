@@ -14,6 +14,8 @@ from mesa.discrete_space import Network
 
 from sim.agents import ROLE_CLASSES, Government
 from sim.calendar import parse_month
+from sim.finance import init_finance
+from sim.ledger import KIND, Delivery, Ledger, NdprTally
 from sim.network import (
     INPUT,
     NP,
@@ -35,15 +37,37 @@ if TYPE_CHECKING:
     from sim.model import SupplyChainModel
 
 
-def assemble(model: SupplyChainModel) -> None:
+def assemble(model: SupplyChainModel, *, record: bool = True) -> None:
     """Build everything the schedule needs, in dependency order."""
     build_nodes(model)
     build_network(model)
     build_state(model)
     build_demand(model)
     build_projects(model)
+    build_ledger(model, record)
+    model.finance = init_finance(model)
     model.governments = [Government(model, g.region, g.name) for g in model.world.governments]
     model.policies = build_policies(model)
+
+
+def build_ledger(model: SupplyChainModel, record: bool) -> None:
+    """The ledger with its standing parties, and the ring for instruments' deliveries."""
+    regions = model.nodes.regions
+    led = model.ledger = Ledger(list(model.nodes.ids), model.nodes.n, record=record)
+    led.month_row = 0  # set-up entries (funds' budgets) are reported in the first month
+    model.gov_party = np.array([led.party(f"government:{r}") for r in regions], np.int64)
+    model.households = np.array([led.party(f"households:{r}") for r in regions], np.int64)
+    model.carriers = led.party("carriers")
+    model.lenders = led.party("lenders")
+    n_firms = model.idx["firm"].size
+    model._settle_kinds = np.repeat(
+        [KIND[k] for k in ("interest", "credit", "debt_repayment", "loan_repayment")], n_firms
+    )
+    names = ("trade", "border_rent", "tariff", "export_duty", "transport")
+    model._trade_kinds = np.repeat([KIND[k] for k in names], model.links.n)
+    model.delivery = np.zeros((model.horizon, model.nodes.n))
+    model.deliveries: list[Delivery] = []
+    model.ndpr = NdprTally()
 
 
 def build_nodes(model: SupplyChainModel) -> None:
@@ -143,11 +167,14 @@ def build_state(model: SupplyChainModel) -> None:
         s.cap[i] = spec.capacity_t_per_yr
         s.online[i] = spec.online is None or parse_month(spec.online) <= model.start_abs
         s.conv_cost[i] = spec.unit_cost_usd_per_kg
+        s.op_cost[i] = spec.unit_cost_usd_per_kg
         s.expandable[i] = spec.expandable
         if role == "separator":
             s.recovery[i] = spec.recovery
             s.feed_share0[i] = avg_share
             s.in_ratio[i] = 1.0 / (avg_share * spec.recovery)
+        elif role == "mine":
+            s.ore_ndpr_share[i] = spec.ndpr_share
         elif role in ("metal_maker", "magnet_plant", "recycler"):
             s.in_ratio[i] = spec.input_t_per_t
         if role == "magnet_plant":

@@ -33,6 +33,7 @@ def write_results(results: Results, out_dir: str | Path, *, figures: bool = True
         write_parquet(results.timeseries, tmp / "timeseries.parquet")
         write_parquet(results.flows, tmp / "flows.parquet")
         write_parquet(results.agents, tmp / "agents.parquet")
+        write_parquet(results.transfers, tmp / "transfers.parquet")
         if figures:
             from sim.figures import write_figures
 

@@ -10,8 +10,10 @@ import numpy as np
 from sim.agents import OEM, Converter, Mine, Recycler
 from sim.build import assemble
 from sim.calendar import parse_month
+from sim.finance import complete, invest, settle, track_risk
+from sim.ledger import KG_PER_T, Delivery, Transfer, tally_ndpr
 from sim.market import adjust_prices, clear
-from sim.network import NP, ROLES, P
+from sim.network import NP, P
 from sim.recorder import Recorder
 from sim.state import MonthTally, State
 from sim.world import SECTORS, World
@@ -49,7 +51,7 @@ class SupplyChainModel(mesa.Model):
         self.month_abs = self.start_abs
         self.tau = 0  # months stepped, spin-up included
         self.month = MonthTally()
-        assemble(self)
+        assemble(self, record=record)
         self.recorder: Recorder | None = None
         self._spin_up(world.calendar.spinup_months)
         self.recorder = Recorder(self) if record else None
@@ -97,6 +99,7 @@ class SupplyChainModel(mesa.Model):
     # ------------------------------------------------------------------ phases
     def _spin_up(self, months: int) -> None:
         self._spinning = True
+        self.ledger.month_row = -1  # spin-up payments move balances but are not reported
         for _ in range(months):
             self._month()
         self._spinning = False
@@ -110,6 +113,7 @@ class SupplyChainModel(mesa.Model):
             self.running = False
             return
         self.growth_factor = self._growth[self.month_abs - self.start_abs]
+        self.ledger.month_row = self.recorder.t if self.recorder is not None else -1
         self._month()
         if self.recorder is not None:
             self.recorder.record(self)
@@ -121,6 +125,7 @@ class SupplyChainModel(mesa.Model):
         """One month, phases in fixed order."""
         self.month.reset()
         self.state.reset_month()
+        self.deliveries.clear()
         self.policies.update(self)  # governments set this month's instruments
         self.receive()
         self.build()
@@ -129,15 +134,20 @@ class SupplyChainModel(mesa.Model):
         Recycler.collect(self)
         Converter.produce(self)  # separators, metal makers, magnet plants, recyclers
         OEM.use_magnets(self)
+        self.ndpr = tally_ndpr(self)
         self.place_orders()
         self.trade()
-        self.policies.after_trade(self)
+        self.pay_for_trade()
+        self.post(self.policies.after_trade(self))
+        self.pay_running_costs()
         self.price_index = self._price_index()
         self.set_prices()
         self.update_expectations()
         OEM.substitute(self)
+        track_risk(self)
+        settle(self)
         if not self._spinning:
-            self.invest()
+            invest(self)
         self.tau += 1
 
     def receive(self) -> None:
@@ -154,12 +164,18 @@ class SupplyChainModel(mesa.Model):
                 self.links.dst, arriving * self.link_ndpr_share, minlength=self.nodes.n
             )
         arriving.fill(0.0)
+        delivered = self.delivery[row]  # instruments' deliveries (stockpile releases)
+        s.inv_in += delivered
+        s.pipeline -= delivered
+        np.maximum(s.pipeline, 0.0, out=s.pipeline)
+        delivered.fill(0.0)
 
     def build(self) -> None:
         """Capacity projects come online; random outages start and end."""
         s, b = self.state, self.world.behaviour
         while self.projects and self.projects[0][0] <= self.month_abs and not self._spinning:
-            month, node, _, delta, origin = heapq.heappop(self.projects)
+            month, node, seq, delta, origin = heapq.heappop(self.projects)
+            delta *= complete(self, seq, node)
             s.cap[node] = max(s.cap[node] + delta, 0.0)
             s.online[node] = True
             s.pending[node] = False
@@ -318,40 +334,64 @@ class SupplyChainModel(mesa.Model):
         margin = np.divide(price - cost, cost, out=np.zeros(firms.size), where=cost > 0)
         s.margin_ema[firms] = (1 - a / 3) * s.margin_ema[firms] + (a / 3) * margin
 
-    def invest(self) -> None:
-        """Each January firms expand on sustained margins and high use, or cut capacity."""
-        if self.month_abs % 12 != 0:
+    def pay_for_trade(self) -> None:
+        """Post the month's trade payments from the clearing, per link (see Clearing).
+
+        The buyer pays the seller the ask (``trade``) and the scarcity rent of a binding cap
+        (``border_rent``), the importing government the tariff, the exporting government the
+        export duty and the carriers transport.
+        """
+        c, links, led = self.clearing, self.links, self.ledger
+        if links.n == 0:
             return
-        s, b = self.state, self.world.behaviour
-        firms = self.idx["firm"]
-        cap_m = s.cap[firms] / 12.0
-        util = np.divide(s.prod_ema[firms], cap_m, out=np.zeros(firms.size), where=cap_m > 0)
-        grow = (
-            s.expandable[firms]
-            & s.online[firms]
-            & ~s.pending[firms]
-            & (s.cap[firms] > 0)
-            & (util > b.investment_utilisation_trigger)
-            & (s.margin_ema[firms] > self._markup[firms] + b.investment_hurdle_margin)
+        kg = c.shipped_t * KG_PER_T
+        buyer, seller = links.dst, links.src
+        region = self.nodes.region
+        payee = np.concatenate(
+            [seller, seller, self.gov_party[region[buyer]], self.gov_party[region[seller]]]
         )
-        who = firms[grow]
-        if who.size:
-            mean = np.array([b.lead_time_years[ROLES[self.nodes.role[i]]] for i in who]) * 12
-            lead = np.maximum(
-                np.round(mean * np.exp(self.rng.normal(0.0, b.lead_time_sd_log, who.size))), 1
-            ).astype(int)
-            for i, months in zip(who.tolist(), lead.tolist(), strict=True):
-                delta = b.expansion_step * float(s.cap[i])
-                self.add_project(self.month_abs + months, i, delta, "expansion")
-                s.pending[i] = True
-        shrink = firms[
-            s.online[firms] & (s.cap[firms] > 0) & (s.margin_ema[firms] < b.closure_margin)
-        ]
-        if shrink.size:
-            delta = -b.closure_step * s.cap[shrink]
-            s.cap[shrink] += delta
-            for i, d in zip(shrink.tolist(), delta.tolist(), strict=True):
-                self.capacity_added.append((self.month_abs, i, d, "closure"))
+        usd = np.concatenate(
+            [
+                kg * (c.price_usd_per_kg - c.rent_usd_per_kg),
+                kg * c.rent_usd_per_kg,
+                kg * c.tariff_usd_per_kg,
+                kg * c.duty_usd_per_kg,
+                kg * c.transport_usd_per_kg,
+            ]
+        )
+        payee = np.concatenate([payee, np.full(links.n, self.carriers)])
+        led.post(self._trade_kinds, np.tile(buyer, 5), payee, usd)
+
+    def pay_running_costs(self) -> None:
+        """Firms pay conversion costs to households; households pay OEMs for magnets used.
+
+        OEMs pass magnets on at their recent purchase price (``buy_price_ema``).
+        """
+        s, led = self.state, self.ledger
+        firms = self.idx["firm"]
+        hh = self.households[s.region]
+        led.post(
+            "operating_cost", firms, hh[firms], s.op_cost[firms] * s.produced[firms] * KG_PER_T
+        )
+        oem = self.idx["oem"]
+        led.post("magnet_use", hh[oem], oem, s.consumed[oem] * s.buy_price_ema[oem] * KG_PER_T)
+
+    def post(self, effects: list[Transfer | Delivery]) -> None:
+        """Post instruments' effects: transfers to the ledger, deliveries into transit."""
+        for e in effects:
+            if isinstance(e, Delivery):
+                row = (self.tau + max(e.lead_months, 1)) % self.horizon
+                np.add.at(self.delivery[row], e.nodes, e.tonnes)
+                np.add.at(self.state.pipeline, e.nodes, e.tonnes)
+                self.deliveries.append(e)
+            else:
+                self.ledger.post(e.kind, e.payer, e.payee, e.usd)
+
+    def delivery_stock_by_product(self) -> np.ndarray:
+        """Tonnes instruments have delivered that are still in transit, per product."""
+        inbound = self.delivery.sum(axis=0)
+        buyers = self.state.in_product >= 0
+        return np.bincount(self.state.in_product[buyers], inbound[buyers], minlength=NP)
 
     # ------------------------------------------------------------------ running
     def run(self) -> None:
@@ -366,6 +406,7 @@ class SupplyChainModel(mesa.Model):
         buyers = s.in_product >= 0
         inv += np.bincount(s.in_product[buyers], s.inv_in[buyers], minlength=NP)
         inv += np.bincount(self.links.product, self.transit.sum(axis=0), minlength=NP)
+        inv += self.delivery_stock_by_product()
         inv += self.policies_stock_by_product()
         return inv
 

@@ -31,7 +31,9 @@ class State:
         self.online = np.zeros(n, bool)
         self.outage_factor = np.ones(n)
         self.outage_left = np.zeros(n, np.int64)
-        self.conv_cost = z()  # usd/kg output, excl. inputs
+        self.conv_cost = z()  # usd/kg output, excl. inputs, as firms plan (after subsidies)
+        self.op_cost = z()  # usd/kg output, excl. inputs, actually paid
+        self.ore_ndpr_share = z()  # mines: t NdPr oxide per t REO in their concentrate
         self.unit_cost = z()  # usd/kg output, incl. inputs at recent purchase prices
         self.in_product = np.full(n, -1, np.int64)
         self.out_product = np.full(n, -1, np.int64)

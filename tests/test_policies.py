@@ -183,15 +183,19 @@ def test_vault_budget_and_milestones(seed):
     assert sum(e[3] for e in pays) == pytest.approx(fund.disbursed)
     for p in fund.projects:
         shares = np.cumsum(v.get("milestone_share", [0.1, 0.4, 0.3, 0.2]))
-        met = p["milestone"] if p["status"] != "done" else 4
-        expect = shares[met - 1] * p["cost"] if met > 0 else 0.0
-        assert p["disbursed"] == pytest.approx(expect)
-        if p["status"] == "failed":
-            assert "online" not in p
+        met = p.milestone if p.status != "done" else 4
+        expect = shares[met - 1] * p.cost_usd if met > 0 else 0.0
+        assert p.disbursed_usd == pytest.approx(expect)
+        if p.status == "failed":
+            assert p.online is None
     lost = res.series("vault_lost_usd", "", "usa").to_numpy()[-1]
-    assert lost == pytest.approx(
-        sum(p["disbursed"] for p in fund.projects if p["status"] == "failed")
-    )
+    assert lost == pytest.approx(sum(p.disbursed_usd for p in fund.projects if p.status == "failed"))
+    # every tranche is a ledger transfer from the fund, and the fund never went below zero
+    tr = res.transfers
+    paid = tr[(tr["payer"] == "vault:usa") & (tr["kind"] == "vault_disbursement")]["usd"].sum()
+    assert paid == pytest.approx(fund.disbursed)
+    left = res.series("vault_budget_left_usd", "", "usa").to_numpy()
+    assert left.min() >= -1e-6
 
 
 def test_vault_adds_capacity_and_selects_by_cost():
@@ -200,7 +204,7 @@ def test_vault_adds_capacity_and_selects_by_cost():
     v["budget_usd"] = 5.0e8  # costs 1.5e8 (sep), 4e8, 6e8: only the cheapest fits
     res = api.run(world({"vault": v}), seed=0)
     fund = res.model.policies.instruments[0]
-    status = {p["firm"]: p["status"] for p in fund.projects}
+    status = {p.firm: p.status for p in fund.projects}
     assert status["usa_separator"] != "candidate"  # cheapest per t/yr first
     assert status["eu_magnets"] == "candidate"  # 6e8 does not fit after the others
     cap = res.series("capacity_t_per_yr", "oxide", "usa").to_numpy()
@@ -208,20 +212,19 @@ def test_vault_adds_capacity_and_selects_by_cost():
     assert any(o == "vault" for _, _, _, o in res.model.capacity_added)
 
 
+FLOOR = {"product": "oxide", "floor_usd_per_kg": 110.0, "firms": ["usa_separator"], "start": "2024-01"}
+
+
 def test_price_floor_pays_and_guides_the_covered_firm():
-    v = {
-        "budget_usd": 0.0,
-        "price_floor": {
-            "product": "oxide",
-            "floor_usd_per_kg": 110.0,
-            "firms": ["usa_separator"],
-            "start": "2024-01",
-        },
-    }
+    v = {"budget_usd": 1.0e9, "price_floor": dict(FLOOR)}
     res = api.run(world({"vault": v}, end="2024-12"), seed=0)
     m = res.model
     paid = np.diff(np.r_[0.0, res.series("price_floor_paid_usd", "oxide", "usa").to_numpy()])
     assert paid.min() >= 0 and paid.sum() > 0
+    tr = res.transfers
+    floor = tr[(tr["kind"] == "price_floor") & (tr["payer"] == "vault:usa")]
+    assert set(floor["payee"]) == {"usa_separator"}
+    assert floor["usd"].sum() == pytest.approx(paid.sum())
     # firms under the floor plan and invest on the floor price; others on their ask
     sep = m.nodes.ids.index("usa_separator")
     other = m.nodes.ids.index("china_separator")
@@ -232,34 +235,22 @@ def test_price_floor_pays_and_guides_the_covered_firm():
     assert got[1] == pytest.approx(asks[1])
 
 
-def test_floor_payment_unit():
-    from sim.policies.instruments import Vault
-
-    class C:  # minimal clearing/state stand-ins
-        pass
-
-    v = Vault.__new__(Vault)
-    from sim.policies.schemas import VaultSpec
-
-    v.spec = VaultSpec.model_validate(
-        {
-            "budget_usd": 0,
-            "price_floor": {"product": "oxide", "floor_usd_per_kg": 110.0, "firms": []},
-        }
-    )
-    v.floor_nodes = np.array([0, 1])
-    v.floor_paid = 0.0
-    m = C()
-    m._spinning = False
-    m.month_abs = 2025 * 12
-    m.clearing = C()
-    m.state = C()
-    m.clearing.sold_slot_t = np.zeros(10)
-    m.clearing.sold_slot_t[[1, 6]] = [10.0, 20.0]  # t sold by node 0 and node 1
-    m.state.ask = np.zeros((2, 5))
-    m.state.ask[:, 1] = [80.0, 130.0]
-    v.after_trade(m)
-    assert v.floor_paid_month == pytest.approx((110 - 80) * 10 * 1000)  # none for node 1
+def test_price_floor_stops_when_the_fund_is_empty():
+    """The floor is paid from the fund's budget and nothing more: then the firm sees its ask."""
+    v = {"budget_usd": 0.0, "price_floor": dict(FLOOR)}
+    res = api.run(world({"vault": v}, end="2024-12"), seed=0)
+    assert res.series("price_floor_paid_usd", "oxide", "usa").max() == 0.0
+    budget = 2.0e6
+    v = {"budget_usd": budget, "price_floor": dict(FLOOR)}
+    res = api.run(world({"vault": v}, end="2025-12"), seed=0)
+    paid = res.series("price_floor_paid_usd", "oxide", "usa").to_numpy()
+    assert paid[-1] == pytest.approx(budget, rel=1e-9)  # the whole budget, not a dollar more
+    left = res.series("vault_budget_left_usd", "", "usa").to_numpy()
+    assert left.min() >= -1e-6 and left[-1] == pytest.approx(0.0, abs=1e-3)
+    m = res.model
+    sep = np.array([m.nodes.ids.index("usa_separator")])
+    ask = m.state.ask[sep, 1]
+    assert m.policies.price_received(m, sep, ask)[0] == pytest.approx(ask[0])
 
 
 def test_production_quota_caps_mine_output():

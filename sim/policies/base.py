@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from sim.ledger import Delivery, Transfer
     from sim.model import SupplyChainModel
+
+    Effect = Transfer | Delivery
 
 
 @dataclass
@@ -67,8 +70,18 @@ class Instrument:
         """Multiplier on the OEMs' substitution rate."""
         return 1.0
 
-    def after_trade(self, model: SupplyChainModel) -> None:
-        """After the market cleared: observe flows and prices (licence use, stockpiles)."""
+    def after_trade(self, model: SupplyChainModel) -> list[Effect] | None:
+        """After the market cleared: act on flows and prices (licence use, stockpiles).
+
+        Returns the instrument's effects (transfers, deliveries) for the model to post.
+        """
+        return None
+
+    def gap_loans(
+        self, model: SupplyChainModel, firms: np.ndarray, gap_usd: np.ndarray, pays: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Loans offered to close firms' financing gaps (USD) and the lending party (-1: none)."""
+        return np.zeros(firms.size), np.full(firms.size, -1, np.int64)
 
     def price_received(
         self, model: SupplyChainModel, firms: np.ndarray, price: np.ndarray
@@ -141,7 +154,24 @@ class PolicySet:
             price = ins.price_received(model, firms, price)
         return price
 
-    def after_trade(self, model: SupplyChainModel) -> None:
-        """Let instruments observe the cleared market."""
+    def after_trade(self, model: SupplyChainModel) -> list[Effect]:
+        """Let instruments act on the cleared market; collect their effects."""
+        effects: list[Effect] = []
         for ins in self.instruments:
-            ins.after_trade(model)
+            effects += ins.after_trade(model) or []
+        return effects
+
+    def gap_loans(
+        self, model: SupplyChainModel, firms: np.ndarray, gap_usd: np.ndarray, pays: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """First instrument offering a loan closes each gap (loans and lender parties)."""
+        loan = np.zeros(firms.size)
+        lender = np.full(firms.size, -1, np.int64)
+        for ins in self.instruments:
+            todo = (loan <= 0) & (gap_usd > 0) & pays
+            if not todo.any():
+                break
+            got, who = ins.gap_loans(model, firms[todo], gap_usd[todo], pays[todo])
+            loan[todo] = got
+            lender[todo] = np.where(got > 0, who, -1)
+        return loan, lender

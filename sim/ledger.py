@@ -1,0 +1,279 @@
+"""One ledger for money and the NdPr element.
+
+Money is double entry: nothing changes a party's balance except a posted transfer with a
+payer and a payee (:meth:`Ledger.post`, vectorised over arrays of parties). Parties are the
+nodes (firms and OEMs, by node index), then ``government:<region>``, ``households:<region>``
+(consumers and suppliers of labour, energy and construction), ``carriers``, ``lenders`` and
+the funds that instruments register (``vault:<region>``, ``stockpile:<holder>``,
+``subsidy:<name>``). A fund receives its budget from its government when it is set up and may
+never go below zero.
+
+NdPr contents (t NdPr element per t of product) follow from stoichiometry: NdPr oxide is
+``OXIDE_NDPR`` t NdPr per t (Nd2O3 85.7 % and Pr6O11 82.8 % metal by mass, IUPAC atomic weights,
+Nd:Pr 75:25); metal and scrap are counted in t NdPr; a magnet holds
+``behaviour.magnet_ndpr_share`` t per t; concentrate holds its mine's ``ndpr_share`` (t NdPr
+oxide per t REO) x ``OXIDE_NDPR``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sim.network import NP, ROLES, P
+from sim.world import OXIDE_NDPR
+
+if TYPE_CHECKING:
+    from sim.model import SupplyChainModel
+
+KG_PER_T = 1000.0
+
+KINDS = (
+    "trade",  # buyer -> seller: goods at the seller's ask
+    "border_rent",  # buyer -> seller: scarcity rent of a binding link cap
+    "tariff",  # buyer -> importing government
+    "export_duty",  # buyer -> exporting government
+    "transport",  # buyer -> carriers
+    "magnet_use",  # households -> OEM: magnets put into products, at the OEM's cost
+    "operating_cost",  # firm -> households of its region: conversion cost of output
+    "stockpile_purchase",  # stockpile fund -> seller (+ levies and transport as above)
+    "stockpile_release",  # buyer -> stockpile fund: released material at the market price
+    "budget",  # government -> its fund (budget at set-up)
+    "price_floor",  # vault fund -> covered firm
+    "vault_disbursement",  # vault fund -> firm (milestone tranche or gap loan)
+    "loan_repayment",  # firm -> vault fund
+    "subsidy",  # subsidy fund -> firm (production incentive)
+    "capital_grant",  # subsidy fund -> firm
+    "capex",  # firm -> households of its region (construction)
+    "credit",  # lenders -> firm (debt drawn)
+    "debt_repayment",  # firm -> lenders
+    "interest",  # firm -> lenders
+)
+KIND = {k: i for i, k in enumerate(KINDS)}
+
+
+@dataclass
+class Transfer:
+    """An instrument's payment effect, posted by the model (arrays broadcast together).
+
+    Attributes:
+        kind: One of :data:`KINDS`.
+        payer: Party index (or array of indices).
+        payee: Party index (or array of indices).
+        usd: Amount(s), >= 0.
+    """
+
+    kind: str
+    payer: int | np.ndarray
+    payee: int | np.ndarray
+    usd: float | np.ndarray
+
+
+@dataclass
+class Delivery:
+    """Goods an instrument ships to buyers (nodes); they arrive after ``lead_months``.
+
+    Attributes:
+        product: Product index.
+        nodes: Receiving node indices.
+        tonnes: Tonnes per receiving node.
+        lead_months: Months in transit (>= 1).
+        source: Label of the sender in ``flows`` (e.g. ``stockpile:usa``).
+        source_region: Region of the sender.
+        value_usd: What each receiver pays for it (reported in ``flows``).
+    """
+
+    product: int
+    nodes: np.ndarray
+    tonnes: np.ndarray
+    lead_months: int
+    source: str
+    source_region: str
+    value_usd: np.ndarray
+
+
+class Ledger:
+    """Balances of every party (USD, cumulative net receipts) and the entries posted.
+
+    Postings are buffered and applied together when a balance is read, so a month's many
+    array postings cost one ``bincount``.
+
+    Attributes:
+        parties: Party names; the first ``n_nodes`` are node ids.
+        record: Whether to keep the entries (for ``transfers.parquet``).
+        rows: Kept entries: (month row, payer, payee, kind, usd) arrays.
+        funds: Parties whose balance may never go below zero.
+        month_row: Recorded month the postings belong to (-1: not reported).
+    """
+
+    def __init__(self, parties: list[str], n_nodes: int, *, record: bool = True):
+        self.parties = list(parties)
+        self.n_nodes = n_nodes
+        self.record = record
+        self.index = {p: i for i, p in enumerate(self.parties)}
+        self._balance = np.zeros(len(self.parties))
+        self._buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.funds: list[int] = []
+        self.month_row = -1
+
+    @property
+    def balance(self) -> np.ndarray:
+        """Net USD received since the start of the run, per party."""
+        if self._buf:
+            self._flush()
+        return self._balance
+
+    def _flush(self) -> None:
+        who = np.concatenate([x for e in self._buf for x in (e[1], e[0])])
+        usd = np.concatenate([x for e in self._buf for x in (e[2], -e[2])])
+        self._buf.clear()
+        self._balance += np.bincount(who, usd, minlength=self._balance.size)
+        if self.funds:
+            low = self._balance[self.funds]
+            if low.min() < -1e-6 * max(1.0, float(np.abs(usd).sum())):
+                worst = self.funds[int(np.argmin(low))]
+                raise ValueError(f"ledger: {self.parties[worst]} paid more than it held")
+
+    def party(self, name: str) -> int:
+        """Index of party ``name``, added if new."""
+        k = self.index.get(name)
+        if k is None:
+            k = len(self.parties)
+            self.parties.append(name)
+            self.index[name] = k
+            self._balance = np.append(self.balance, 0.0)
+        return k
+
+    def fund(self, name: str, government: str, budget_usd: float) -> int:
+        """Register a budget-limited fund, paid its budget by ``government`` now."""
+        k = self.party(name)
+        self.funds.append(k)
+        if budget_usd > 0:
+            self.post("budget", self.party(government), k, budget_usd)
+        return k
+
+    def available(self, party: int) -> float:
+        """Money a party holds now (funds: budget left)."""
+        return float(self.balance[party])
+
+    def post(
+        self,
+        kind: str | np.ndarray,
+        payer: int | np.ndarray,
+        payee: int | np.ndarray,
+        usd: float | np.ndarray,
+    ) -> None:
+        """Post transfers; ``payer``, ``payee``, ``usd`` (and an array ``kind``) broadcast.
+
+        Raises:
+            ValueError: On a negative or non-finite amount; when balances are next read, if
+                a fund paid more than it held.
+        """
+        usd = np.asarray(usd, dtype=float).reshape(-1)
+        n = usd.size
+        if n == 0:
+            return
+        payer_a = np.asarray(payer, dtype=np.int64).reshape(-1)
+        payee_a = np.asarray(payee, dtype=np.int64).reshape(-1)
+        if payer_a.size != n:
+            payer_a = np.broadcast_to(payer_a, (n,))
+        if payee_a.size != n:
+            payee_a = np.broadcast_to(payee_a, (n,))
+        if usd.min() < 0 or not np.isfinite(usd.sum()):
+            raise ValueError(f"ledger: {kind} amounts must be finite and >= 0")
+        self._buf.append((payer_a, payee_a, usd))
+        if self.record and self.month_row >= 0:
+            kinds = (
+                np.full(n, KIND[kind], np.int64)
+                if isinstance(kind, str)
+                else np.asarray(kind, np.int64).reshape(-1)
+            )
+            self.rows.append((self.month_row, payer_a, payee_a, kinds, usd))
+
+    def post_effects(self, effects: list[Transfer]) -> None:
+        """Post the transfers instruments returned."""
+        for e in effects:
+            self.post(e.kind, e.payer, e.payee, e.usd)
+
+
+def ndpr_content(model: SupplyChainModel) -> np.ndarray:
+    """T NdPr per t of each product (concentrate: the capacity-weighted world average)."""
+    c = np.ones(NP)
+    c[P["oxide"]] = OXIDE_NDPR
+    c[P["magnet"]] = model.world.behaviour.magnet_ndpr_share
+    c[P["concentrate"]] = model.state.feed_share0.max(initial=0.2) * OXIDE_NDPR
+    return c
+
+
+@dataclass
+class NdprTally:
+    """NdPr element flows of the current month (t NdPr), world totals.
+
+    Attributes:
+        mined: NdPr in concentrate mined.
+        recovered: NdPr in end-of-life scrap collected by recyclers.
+        lost: Process losses, by stage (separator, metal_maker, magnet_plant, recycler).
+        to_products: NdPr in magnets OEMs put into products.
+    """
+
+    mined: float = 0.0
+    recovered: float = 0.0
+    lost: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    to_products: float = 0.0
+
+
+LOSS_STAGES = ("separator", "metal_maker", "magnet_plant", "recycler")
+
+
+def tally_ndpr(model: SupplyChainModel) -> NdprTally:
+    """This month's NdPr flows from production, collection and use (after those phases).
+
+    Losses are measured per stage from what each firm consumed and produced, with the contents
+    above; a recipe that makes more NdPr than it takes in shows as a negative loss.
+    """
+    s, idx = model.state, model.idx
+    m = model.world.behaviour.magnet_ndpr_share
+    t = NdprTally()
+    mines = idx["mine"]
+    t.mined = float((s.produced[mines] * s.ore_ndpr_share[mines]).sum()) * OXIDE_NDPR
+    rec = idx["recycler"]
+    t.recovered = float(s.collected[rec].sum())
+    t.to_products = float(s.consumed[idx["oem"]].sum()) * m
+    sep = idx["separator"]
+    # separators' input ratio is 1 / (feed NdPr oxide share x recovery) for this month's feed
+    feed_share = np.divide(
+        1.0, s.in_ratio[sep] * s.recovery[sep], out=np.zeros(sep.size), where=s.in_ratio[sep] > 0
+    )
+    ox_in = float((s.consumed[sep] * feed_share).sum())
+    t.lost[0] = (ox_in - float(s.produced[sep].sum())) * OXIDE_NDPR
+    mm = idx["metal_maker"]
+    t.lost[1] = float(s.consumed[mm].sum()) * OXIDE_NDPR - float(s.produced[mm].sum())
+    mp = idx["magnet_plant"]
+    out_ndpr = s.produced[mp] * (m + s.scrap_ratio[mp])
+    t.lost[2] = float(s.consumed[mp].sum() - out_ndpr.sum())
+    t.lost[3] = float(s.consumed[rec].sum() - s.produced[rec].sum() * OXIDE_NDPR)
+    return t
+
+
+def ndpr_stock_t(model: SupplyChainModel) -> float:
+    """NdPr in every stock: firms' input and output stocks, transit, stockpiles (t NdPr)."""
+    s, links = model.state, model.links
+    c = ndpr_content(model)
+    mines = model.idx["mine"]
+    conc = P["concentrate"]
+    out_c = np.tile(c, (s.inv_out.shape[0], 1))
+    out_c[mines, conc] = s.ore_ndpr_share[mines] * OXIDE_NDPR
+    total = float((s.inv_out * out_c).sum())
+    sep = model.idx["separator"]
+    buyers = (s.in_product >= 0) & (model.nodes.role != ROLES.index("separator"))
+    total += float((s.inv_in[buyers] * c[s.in_product[buyers]]).sum())
+    total += float(s.feed_ndpr[sep].sum()) * OXIDE_NDPR
+    transit = model.transit.sum(axis=0)
+    tc = np.where(links.product == conc, model.link_ndpr_share * OXIDE_NDPR, c[links.product])
+    total += float((transit * tc).sum())
+    total += float(model.delivery_stock_by_product() @ c)
+    total += float(model.policies_stock_by_product() @ c)
+    return total
