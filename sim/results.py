@@ -85,27 +85,6 @@ class Results:
         return out
 
 
-def ndpr_balance(res: Results) -> pd.DataFrame:
-    """NdPr element balance per month: stock change vs mined + recovered - lost - to products."""
-    ts = res.timeseries
-    nd = ts[(ts["product"] == "ndpr") & (ts["region"] == "world") & (ts["sector"] == "")]
-    wide = nd.pivot_table(index="date", columns="metric", values="value", aggfunc="sum")
-    prev = wide["ndpr_stock_t"].shift(1)
-    prev.iloc[0] = res.manifest.get("opening_ndpr_t", np.nan)
-    out = pd.DataFrame(
-        {
-            "stock_change_t": wide["ndpr_stock_t"] - prev,
-            "net_inflow_t": wide["ndpr_mined_t"]
-            + wide["ndpr_recovered_t"]
-            - wide["ndpr_lost_t"]
-            - wide["ndpr_to_products_t"],
-            "scale_t": wide[["ndpr_mined_t", "ndpr_to_products_t", "ndpr_stock_t"]].abs().max(1),
-        }
-    )
-    out["residual_t"] = out["stock_change_t"] - out["net_inflow_t"]
-    return out.reset_index()
-
-
 def group_sum(values: np.ndarray, keys: np.ndarray, n_groups: int) -> np.ndarray:
     """Sum columns of ``values`` (T x n) into ``n_groups`` groups by ``keys`` (n,)."""
     onehot = np.zeros((keys.size, n_groups))

@@ -189,7 +189,9 @@ def test_vault_budget_and_milestones(seed):
         if p.status == "failed":
             assert p.online is None
     lost = res.series("vault_lost_usd", "", "usa").to_numpy()[-1]
-    assert lost == pytest.approx(sum(p.disbursed_usd for p in fund.projects if p.status == "failed"))
+    assert lost == pytest.approx(
+        sum(p.disbursed_usd for p in fund.projects if p.status == "failed")
+    )
     # every tranche is a ledger transfer from the fund, and the fund never went below zero
     tr = res.transfers
     paid = tr[(tr["payer"] == "vault:usa") & (tr["kind"] == "vault_disbursement")]["usd"].sum()
@@ -212,7 +214,12 @@ def test_vault_adds_capacity_and_selects_by_cost():
     assert any(o == "vault" for _, _, _, o in res.model.capacity_added)
 
 
-FLOOR = {"product": "oxide", "floor_usd_per_kg": 110.0, "firms": ["usa_separator"], "start": "2024-01"}
+FLOOR = {
+    "product": "oxide",
+    "floor_usd_per_kg": 110.0,
+    "firms": ["usa_separator"],
+    "start": "2024-01",
+}
 
 
 def test_price_floor_pays_and_guides_the_covered_firm():
