@@ -181,9 +181,14 @@ POLICY_MENU = {
 )
 def test_random_worlds_conserve(n, seed, k, slack, policy):
     world = synthetic_world(n, seed, suppliers_per_buyer=k, months=18, slack=slack)
-    regions = {f["region"] for t in ("magnet_plants", "oems") for f in world.get(t, [])}
     pol = copy.deepcopy(POLICY_MENU[policy])
-    if pol and "r1" not in regions:
+    # the policy's region: one with OEMs (stockpile buyers) and magnet plants (subsidy)
+    oem_regions = {f["region"] for f in world["oems"]}
+    both = sorted(oem_regions & {f["region"] for f in world.get("magnet_plants", [])})
+    for table in pol.values():
+        for spec in table.values():
+            spec["region"] = both[0] if both else sorted(oem_regions)[0]
+    if policy == "subsidy" and not both:
         pol = {}
     world.setdefault("policies", {}).update(pol)
     res = sim.run(world, seed=seed)
