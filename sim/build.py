@@ -61,8 +61,10 @@ def build_ledger(model: SupplyChainModel, record: bool) -> None:
     model.lenders = led.party("lenders")
     n_firms = model.idx["firm"].size
     model._settle_kinds = np.repeat(
-        [KIND[k] for k in ("interest", "credit", "debt_repayment", "loan_repayment")], n_firms
+        [KIND[k] for k in ("interest", "credit", "debt_repayment", "loan_repayment", "dividend")],
+        n_firms,
     )
+    model._owners = model.households[model.nodes.region]
     names = ("trade", "border_rent", "tariff", "export_duty", "transport")
     model._trade_kinds = np.repeat([KIND[k] for k in names], model.links.n)
     model.delivery = np.zeros((model.horizon, model.nodes.n))

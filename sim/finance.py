@@ -171,9 +171,11 @@ def track_risk(model: SupplyChainModel) -> None:
 
 
 def settle(model: SupplyChainModel) -> None:
-    """Month end: interest on debt; credit keeps cash >= 0; surplus repays lenders, then funds.
+    """Month end: interest, credit, repayments and payouts.
 
-    Surplus is cash above three months' reserve (``min_cash_months`` x revenue).
+    Credit keeps cash >= 0; surplus (cash above three times the ``min_cash_months`` reserve)
+    repays lenders, then funds; cash above ``max_cash_months`` of revenue is paid out to
+    owners (households of the region).
     """
     led, fin, s, f = model.ledger, model.finance, model.state, model.world.finance
     firms = model.idx["firm"]
@@ -190,14 +192,17 @@ def settle(model: SupplyChainModel) -> None:
     fin.debt_usd[firms] -= repay
     back = np.minimum(surplus - repay, fin.fund_debt_usd[firms])
     fin.fund_debt_usd[firms] -= back
-    k = model._settle_kinds
+    cash -= repay + back
+    payout = np.maximum(cash - f.max_cash_months * revenue_m, 0.0)
     n = firms.size
     fund = np.where(fin.fund_of[firms] >= 0, fin.fund_of[firms], lenders)
     led.post(
-        k,
-        np.concatenate([firms, np.full(n, lenders), firms, firms]),
-        np.concatenate([np.full(n, lenders), firms, np.full(n, lenders), fund]),
-        np.concatenate([interest, draw, repay, back]),
+        model._settle_kinds,
+        np.concatenate([firms, np.full(n, lenders), firms, firms, firms]),
+        np.concatenate(
+            [np.full(n, lenders), firms, np.full(n, lenders), fund, model._owners[firms]]
+        ),
+        np.concatenate([interest, draw, repay, back, payout]),
     )
     if back.any():
         for ins in model.policies.instruments:

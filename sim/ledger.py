@@ -50,6 +50,7 @@ KINDS = (
     "credit",  # lenders -> firm (debt drawn)
     "debt_repayment",  # firm -> lenders
     "interest",  # firm -> lenders
+    "dividend",  # firm -> households of its region (cash above the firm's target)
 )
 KIND = {k: i for i, k in enumerate(KINDS)}
 

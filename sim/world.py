@@ -329,6 +329,9 @@ class FinanceSpec(_Strict):
     min_cash_months: NonNeg = Field(
         1.0, description="cash a firm keeps before it borrows or invests, months of revenue"
     )
+    max_cash_months: NonNeg = Field(
+        6.0, description="cash above this many months of revenue is paid out (calibration)"
+    )
     max_debt_to_ebitda: NonNeg = Field(
         3.0, description="lenders' limit on debt / annual EBITDA (common covenant; calibration)"
     )
