@@ -479,6 +479,10 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, Any]:
         "vault_disbursed_usd",
         "vault_lost_usd",
         "vault_committed_usd",
+        "vault_loans_usd",
+        "vault_budget_left_usd",
+        "vault_additional_capacity_t_per_yr",
+        "vault_nonadditional_capacity_t_per_yr",
         "price_floor_paid_usd",
         "subsidy_paid_usd",
     ):
@@ -607,6 +611,18 @@ ROWS: list[tuple[str, str, str]] = [
     ("stockpile_released_t", "stockpile releases (t)", ""),
     ("vault_disbursed_usd", "Vault disbursed", "usd"),
     ("vault_lost_usd", "Vault lost on failed projects", "usd"),
+    ("vault_loans_usd", "Vault gap loans (part of disbursed)", "usd"),
+    ("vault_budget_left_usd", "Vault budget left at the end", "usd"),
+    (
+        "vault_additional_capacity_t_per_yr",
+        "capacity that exists only because of the fund (t/yr)",
+        "",
+    ),
+    (
+        "vault_nonadditional_capacity_t_per_yr",
+        "fund-financed capacity firms could have built alone (t/yr)",
+        "",
+    ),
     ("price_floor_paid_usd", "price floor payments", "usd"),
     ("recycled_share_of_oxide", "recycled share of NdPr oxide output, whole run", "share"),
     ("non_china_oxide_production_t", "non-Chinese NdPr oxide output, whole run (t)", ""),
@@ -748,6 +764,16 @@ def interpret(exp: Experiment, metrics: dict[str, dict[str, Any]]) -> list[str]:
         if m.get("vault_disbursed_usd", 0) > 0:
             extra_ox = m["non_china_oxide_production_t"] - base["non_china_oxide_production_t"]
             extra_mag = m["non_china_magnet_production_t"] - base["non_china_magnet_production_t"]
+            dcap = sum(
+                m.get(f"non_china_capacity_{p}_{last}", 0.0)
+                - base.get(f"non_china_capacity_{p}_{last}", 0.0)
+                for p in ("oxide", "metal", "magnet")
+            )
+            parts.append(
+                f"capacity that exists only because of the fund: "
+                f"{m.get('vault_additional_capacity_t_per_yr', 0):,.0f} t/yr (its own account); "
+                f"non-Chinese oxide+metal+magnet capacity {last} vs no fund: {dcap:+,.0f} t/yr."
+            )
             parts.append(
                 f"Vault disbursed {_fmt(m['vault_disbursed_usd'], 'usd')} and lost "
                 f"{_fmt(m.get('vault_lost_usd', 0), 'usd')}; extra non-Chinese output "
