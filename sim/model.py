@@ -127,6 +127,8 @@ class SupplyChainModel(mesa.Model):
         self.state.reset_month()
         self.deliveries.clear()
         self.policies.update(self)  # governments set this month's instruments
+        s = self.state  # planning cost: conversion cost less instruments' cuts, never negative
+        np.maximum(s.op_cost - self.policies.cost_cut(self), 0.0, out=s.conv_cost)
         self.receive()
         self.build()
         self._update_unit_cost()

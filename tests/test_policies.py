@@ -9,6 +9,7 @@ import pytest
 
 import sim.api as api
 from sim.errors import UserError
+from sim.model import SupplyChainModel
 from sim.world import read_toml
 
 WORLD = read_toml("models/classroom.toml")
@@ -307,6 +308,35 @@ def test_subsidy_lowers_cost_within_budget():
     res = api.run(world(pol), seed=0)
     paid = res.series("subsidy_paid_usd", "", "usa").to_numpy()
     assert paid.max() <= 5.0e6 + 1e-6 and paid.max() > 0
+
+
+def test_subsidy_cuts_cost_only_on_paid_volume_and_not_in_spin_up():
+    incentive, cap = 5.0, 600.0  # t/yr paid for, well below the firm's expected output
+    pol = {
+        "subsidies": {
+            "usa": {
+                "region": "usa",
+                "firms": ["usa_magnets"],
+                "incentive_usd_per_kg": incentive,
+                "max_output_t_per_yr": cap,
+                "budget_usd": 1.0e9,
+            }
+        }
+    }
+    from sim.world import validate_world
+
+    m = SupplyChainModel(validate_world(world(pol)), rng=0)
+    s, i = m.state, m.nodes.ids.index("usa_magnets")
+    # after the spin-up (which the scheme sits out) the firm plans on its full cost
+    assert s.conv_cost[i] == s.op_cost[i]
+    m.step()
+    expected = float(s.prod_ema[i])
+    cut = s.op_cost[i] - s.conv_cost[i]
+    assert 0 < cut < incentive
+    m.step()
+    cut2 = s.op_cost[i] - s.conv_cost[i]
+    assert cut2 == pytest.approx(incentive * min(1.0, cap / 12 / float(s.prod_ema[i])), rel=0.2)
+    assert expected > cap / 12
 
 
 def test_mass_balance_with_every_instrument():

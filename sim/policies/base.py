@@ -77,6 +77,10 @@ class Instrument:
         """
         return None
 
+    def cost_cut(self, model: SupplyChainModel) -> np.ndarray | None:
+        """This month's cut in firms' planning cost, USD/kg output per node (None: none)."""
+        return None
+
     def gap_loans(
         self, model: SupplyChainModel, firms: np.ndarray, gap_usd: np.ndarray, pays: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +164,15 @@ class PolicySet:
         for ins in self.instruments:
             effects += ins.after_trade(model) or []
         return effects
+
+    def cost_cut(self, model: SupplyChainModel) -> np.ndarray:
+        """Sum of the instruments' planning-cost cuts per node (USD/kg output)."""
+        cut = np.zeros(model.nodes.n)
+        for ins in self.instruments:
+            c = ins.cost_cut(model)
+            if c is not None:
+                cut += c
+        return cut
 
     def gap_loans(
         self, model: SupplyChainModel, firms: np.ndarray, gap_usd: np.ndarray, pays: np.ndarray

@@ -57,7 +57,6 @@ class Subsidies(Instrument):
 
     def __init__(self, model: SupplyChainModel, specs: dict[str, S.SubsidySpec]):
         self.schemes: list[SubsidyScheme] = []
-        self.delta = np.zeros(model.nodes.n)  # planning-cost reduction applied now, per node
         self.regions = sorted({spec.region for spec in specs.values()})
         for name, spec in specs.items():
             where = f"policies.subsidies.{name}"
@@ -91,13 +90,12 @@ class Subsidies(Instrument):
         owed = sc.grants_usd - sc.grants_paid_usd
         return max(model.ledger.available(sc.fund) - owed, 0.0)
 
-    def update(self, model: SupplyChainModel) -> None:
-        """Set this month's planning-cost cut on the share of output the scheme pays for."""
-        s = model.state
-        s.conv_cost += self.delta
-        self.delta[:] = 0.0
+    def cost_cut(self, model: SupplyChainModel) -> np.ndarray | None:
+        """The incentive per kg on the share of expected output the scheme pays for."""
         if _spinning(model):
-            return
+            return None
+        s = model.state
+        cut = np.zeros(model.nodes.n)
         for sc in self.schemes:
             spec = sc.spec
             if not (spec.active(model.month_abs) and spec.incentive_usd_per_kg > 0):
@@ -109,9 +107,8 @@ class Subsidies(Instrument):
                 expected = float(s.prod_ema[sc.eligible].sum())
                 cap = spec.max_output_t_per_yr / 12.0
                 share = min(1.0, cap / expected) if expected > 0 else 1.0
-            self.delta[sc.eligible] += spec.incentive_usd_per_kg * share
-        np.minimum(self.delta, s.conv_cost, out=self.delta)  # costs never go negative
-        s.conv_cost -= self.delta
+            cut[sc.eligible] += spec.incentive_usd_per_kg * share
+        return cut
 
     def after_trade(self, model: SupplyChainModel) -> list[Transfer]:
         """Pay the incentive on eligible output (capped by volume and fund) and due grants."""
