@@ -30,6 +30,7 @@ from sim.network import (
 )
 from sim.network import make_links as choose_links
 from sim.policies import PolicySet, Tariffs
+from sim.policies.registry import build_instruments
 from sim.state import State
 from sim.world import PRODUCTS, SECTORS
 
@@ -337,9 +338,7 @@ def build_policies(model: SupplyChainModel) -> PolicySet:
     for gov, spec in zip(model.governments, model.world.governments, strict=True):
         if spec.tariffs:
             tariffs = Tariffs(model, spec.region, spec.tariffs)
-            gov.instruments.append(tariffs)
+            gov.hold(tariffs)
             instruments.append(tariffs)
-    from sim.policies.registry import build_instruments
-
     instruments += build_instruments(model, model.world.policies)
     return PolicySet(instruments)

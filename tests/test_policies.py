@@ -379,6 +379,18 @@ def test_mass_balance_with_every_instrument():
     bal = res.balance()
     assert bal.residual_t.abs().max() < 1e-6
     assert (res.timeseries.query("metric == 'inventory_t'").value >= -1e-9).all()
+    # every instrument is held by the government of its region (the registry attaches it)
+    m = res.model
+    held = {id(i): g.region for g in m.governments for i in g.instruments}
+    for ins in m.policies.instruments:
+        members = getattr(ins, "rules", None) or [ins]
+        for x in members:
+            assert id(x) in held, f"{type(x).__name__} is held by no government"
+            regions = getattr(x, "regions", None) or [getattr(x, "region", None) or "world"]
+            assert held[id(x)] in regions
+    gov = {g.region: g for g in m.governments}
+    assert any(type(i).__name__ == "Stockpiles" for i in gov["eu"].instruments)
+    assert any(type(i).__name__ == "ExportControls" for i in gov["china"].instruments)
 
 
 @pytest.mark.parametrize(
