@@ -15,7 +15,7 @@ from mesa.discrete_space import Network
 from sim.agents import ROLE_CLASSES, Government
 from sim.calendar import parse_month
 from sim.finance import init_finance
-from sim.ledger import KIND, Delivery, Ledger, NdprTally
+from sim.ledger import KIND, Delivery, Ledger, NdprTally, ndpr_contents
 from sim.network import (
     INPUT,
     NP,
@@ -47,6 +47,7 @@ def assemble(model: SupplyChainModel, *, record: bool = True) -> None:
     build_projects(model)
     build_ledger(model, record)
     model.finance = init_finance(model)
+    model.ndpr_contents = ndpr_contents(model)
     model.governments = [Government(model, g.region, g.name) for g in model.world.governments]
     model.policies = build_policies(model)
 

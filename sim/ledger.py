@@ -259,22 +259,45 @@ def tally_ndpr(model: SupplyChainModel) -> NdprTally:
     return t
 
 
-def ndpr_stock_t(model: SupplyChainModel) -> float:
-    """NdPr in every stock: firms' input and output stocks, transit, stockpiles (t NdPr)."""
+@dataclass
+class NdprContents:
+    """t NdPr per t of what each stock holds (constant over a run).
+
+    Attributes:
+        out: Per node and product, output stocks (mines: their own concentrate).
+        inp: Per node, input stocks (separators: 0; their feed is tracked in ``feed_ndpr``).
+        link: Per link, goods in transit.
+        product: Per product (stockpiles, deliveries).
+    """
+
+    out: np.ndarray
+    inp: np.ndarray
+    link: np.ndarray
+    product: np.ndarray
+
+
+def ndpr_contents(model: SupplyChainModel) -> NdprContents:
+    """The contents tables of a built model."""
     s, links = model.state, model.links
     c = ndpr_content(model)
-    mines = model.idx["mine"]
     conc = P["concentrate"]
-    out_c = np.tile(c, (s.inv_out.shape[0], 1))
-    out_c[mines, conc] = s.ore_ndpr_share[mines] * OXIDE_NDPR
-    total = float((s.inv_out * out_c).sum())
-    sep = model.idx["separator"]
+    mines = model.idx["mine"]
+    out = np.tile(c, (s.inv_out.shape[0], 1))
+    out[mines, conc] = s.ore_ndpr_share[mines] * OXIDE_NDPR
     buyers = (s.in_product >= 0) & (model.nodes.role != ROLES.index("separator"))
-    total += float((s.inv_in[buyers] * c[s.in_product[buyers]]).sum())
-    total += float(s.feed_ndpr[sep].sum()) * OXIDE_NDPR
-    transit = model.transit.sum(axis=0)
-    tc = np.where(links.product == conc, model.link_ndpr_share * OXIDE_NDPR, c[links.product])
-    total += float((transit * tc).sum())
-    total += float(model.delivery_stock_by_product() @ c)
-    total += float(model.policies_stock_by_product() @ c)
+    inp = np.zeros(s.inv_in.size)
+    inp[buyers] = c[s.in_product[buyers]]
+    link = np.where(links.product == conc, model.link_ndpr_share * OXIDE_NDPR, c[links.product])
+    return NdprContents(out, inp, link, c)
+
+
+def ndpr_stock_t(model: SupplyChainModel) -> float:
+    """NdPr in every stock: firms' input and output stocks, transit, stockpiles (t NdPr)."""
+    s = model.state
+    k = model.ndpr_contents
+    total = float(np.vdot(s.inv_out, k.out)) + float(s.inv_in @ k.inp)
+    total += float(s.feed_ndpr[model.idx["separator"]].sum()) * OXIDE_NDPR
+    total += float(model.transit.sum(axis=0) @ k.link)
+    total += float(model.delivery_stock_by_product() @ k.product)
+    total += float(model.policies_stock_by_product() @ k.product)
     return total
