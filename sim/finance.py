@@ -297,8 +297,8 @@ def invest(model: SupplyChainModel) -> None:
         s.cap[shrink] += d
         for i, x in zip(shrink.tolist(), d.tolist(), strict=True):
             model.capacity_added.append((model.month_abs, i, x, "closure"))
-        exit_ = shrink[financing_room_usd(model, shrink) <= 0.0]
-        exit_ = exit_[cash_usd(model, exit_) < 0.0]
+        # lenders stop lending to a loss-maker with debt and no room: it exits
+        exit_ = shrink[(financing_room_usd(model, shrink) <= 0.0) & (fin.debt_usd[shrink] > 0)]
         for i in exit_.tolist():
             model.capacity_added.append((model.month_abs, i, -float(s.cap[i]), "exit"))
             s.cap[i] = 0.0

@@ -118,3 +118,19 @@ def test_cost_of_capital_rises_with_price_risk():
     assert project_pays(m, i, delta, capex)[0]
     m.finance.price_var[i] = 0.5**2 / 12
     assert not project_pays(m, i, delta, capex)[0]
+
+
+def test_a_loss_maker_with_debt_exits():
+    raw = load_world(CLASSROOM)[0].model_dump()
+    raw["finance"] = {**raw["finance"], **TIGHT}
+    for f in raw["separators"]:
+        if f["id"] == "usa_separator":
+            f["unit_cost_usd_per_kg"] *= 3  # far above any price it can get
+    res = sim.run(raw, seed=0)
+    m = res.model
+    i = m.nodes.ids.index("usa_separator")
+    assert m.finance.exited[i] and m.state.cap[i] == 0.0
+    assert any(node == i and o == "exit" for _, node, _, o in m.capacity_added)
+    # the same firm at its own cost does not exit
+    ok = run(tuple(TIGHT.items()), False, 0)
+    assert not ok.model.finance.exited[i]
