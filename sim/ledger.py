@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.network import NP, ROLES, P
+from sim.network import INPUT, NP, OUTPUTS, ROLES, P
 from sim.world import OXIDE_NDPR
 
 if TYPE_CHECKING:
@@ -235,27 +235,18 @@ def tally_ndpr(model: SupplyChainModel) -> NdprTally:
     Losses are measured per stage from what each firm consumed and produced, with the contents
     above; a recipe that makes more NdPr than it takes in shows as a negative loss.
     """
-    s, idx = model.state, model.idx
-    m = model.world.behaviour.magnet_ndpr_share
+    s, k = model.state, model.ndpr_contents
     t = NdprTally()
-    mines = idx["mine"]
-    t.mined = float((s.produced[mines] * s.ore_ndpr_share[mines]).sum()) * OXIDE_NDPR
-    rec = idx["recycler"]
-    t.recovered = float(s.collected[rec].sum())
-    t.to_products = float(s.consumed[idx["oem"]].sum()) * m
-    sep = idx["separator"]
+    t.mined = float(s.produced @ k.mined)
+    t.recovered = float(s.collected.sum())
+    t.to_products = float(s.consumed @ k.used)
+    cin = k.cin.copy()
+    sep = model.idx["separator"]
     # separators' input ratio is 1 / (feed NdPr oxide share x recovery) for this month's feed
-    feed_share = np.divide(
-        1.0, s.in_ratio[sep] * s.recovery[sep], out=np.zeros(sep.size), where=s.in_ratio[sep] > 0
-    )
-    ox_in = float((s.consumed[sep] * feed_share).sum())
-    t.lost[0] = (ox_in - float(s.produced[sep].sum())) * OXIDE_NDPR
-    mm = idx["metal_maker"]
-    t.lost[1] = float(s.consumed[mm].sum()) * OXIDE_NDPR - float(s.produced[mm].sum())
-    mp = idx["magnet_plant"]
-    out_ndpr = s.produced[mp] * (m + s.scrap_ratio[mp])
-    t.lost[2] = float(s.consumed[mp].sum() - out_ndpr.sum())
-    t.lost[3] = float(s.consumed[rec].sum() - s.produced[rec].sum() * OXIDE_NDPR)
+    ratio = s.in_ratio[sep] * s.recovery[sep]
+    cin[sep] = np.divide(OXIDE_NDPR, ratio, out=np.zeros(sep.size), where=ratio > 0)
+    loss = s.consumed * cin - s.produced * (k.cout + s.scrap_ratio)
+    t.lost = np.bincount(k.stage, loss, minlength=len(LOSS_STAGES) + 1)[: len(LOSS_STAGES)]
     return t
 
 
@@ -268,12 +259,23 @@ class NdprContents:
         inp: Per node, input stocks (separators: 0; their feed is tracked in ``feed_ndpr``).
         link: Per link, goods in transit.
         product: Per product (stockpiles, deliveries).
+        mined: Per node, NdPr per t output of mines (0 elsewhere).
+        used: Per node, NdPr per t of magnets OEMs use (0 elsewhere).
+        cin: Per node, NdPr per t of input consumed by converters (separators: set monthly).
+        cout: Per node, NdPr per t of main output of converters (magnet plants: in the magnet;
+            their swarf is added from ``scrap_ratio``).
+        stage: Per node, index into ``LOSS_STAGES`` (``len(LOSS_STAGES)``: not a converter).
     """
 
     out: np.ndarray
     inp: np.ndarray
     link: np.ndarray
     product: np.ndarray
+    mined: np.ndarray
+    used: np.ndarray
+    cin: np.ndarray
+    cout: np.ndarray
+    stage: np.ndarray
 
 
 def ndpr_contents(model: SupplyChainModel) -> NdprContents:
@@ -288,7 +290,19 @@ def ndpr_contents(model: SupplyChainModel) -> NdprContents:
     inp = np.zeros(s.inv_in.size)
     inp[buyers] = c[s.in_product[buyers]]
     link = np.where(links.product == conc, model.link_ndpr_share * OXIDE_NDPR, c[links.product])
-    return NdprContents(out, inp, link, c)
+    n = model.nodes.n
+    mined = np.zeros(n)
+    mined[mines] = s.ore_ndpr_share[mines] * OXIDE_NDPR
+    used = np.zeros(n)
+    used[model.idx["oem"]] = c[P["magnet"]]
+    cin, cout = np.zeros(n), np.zeros(n)
+    stage = np.full(n, len(LOSS_STAGES), np.int64)
+    for k, role in enumerate(LOSS_STAGES):
+        idx = model.idx[role]
+        stage[idx] = k
+        cin[idx] = c[P[INPUT[role]]]
+        cout[idx] = c[P[OUTPUTS[role][0]]]
+    return NdprContents(out, inp, link, c, mined, used, cin, cout, stage)
 
 
 def ndpr_stock_t(model: SupplyChainModel) -> float:

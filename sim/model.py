@@ -136,7 +136,8 @@ class SupplyChainModel(mesa.Model):
         Recycler.collect(self)
         Converter.produce(self)  # separators, metal makers, magnet plants, recyclers
         OEM.use_magnets(self)
-        self.ndpr = tally_ndpr(self)
+        if self.recorder is not None:  # NdPr flows are only counted for the record
+            self.ndpr = tally_ndpr(self)
         self.place_orders()
         self.trade()
         self.pay_for_trade()
