@@ -68,7 +68,7 @@ def build_ledger(model: SupplyChainModel, record: bool) -> None:
     )
     model._owners = model.households[model.nodes.region]
     names = ("trade", "border_rent", "tariff", "export_duty", "transport")
-    model._trade_kinds = np.repeat([KIND[k] for k in names], model.links.n)
+    model._trade_kind_ids = np.array([KIND[k] for k in names], np.int64)
     model.delivery = np.zeros((model.horizon, model.nodes.n))
     model.deliveries: list[Delivery] = []
     model.ndpr = NdprTally()

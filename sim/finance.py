@@ -262,35 +262,39 @@ def invest(model: SupplyChainModel) -> None:
         loan, lender = model.policies.gap_loans(model, who, gap, pays)
         go = pays & (gap <= loan + 1e-6)
         fin.blocked_t_per_yr += float(delta[pays & ~go].sum())
-        mean = np.array([b.lead_time_years[ROLES[model.nodes.role[i]]] for i in who]) * 12
+        lead_years = np.array([b.lead_time_years.get(r, 1.0) for r in ROLES])
+        mean = lead_years[model.nodes.role[who]] * 12
         lead = np.maximum(
             np.round(mean * np.exp(model.rng.normal(0.0, b.lead_time_sd_log, who.size))), 1
         ).astype(int)
         fails = model.rng.random(who.size) < f.project_failure_probability
-        for k in np.flatnonzero(go).tolist():
-            i = int(who[k])
-            borrowed = float(loan[k]) if gap[k] > 0 else 0.0
-            if borrowed == 0.0:
-                fin.financed_t_per_yr += float(delta[k])
-            pay_capex(model, i, float(capex[k]))
-            seq = model._project_seq
-            model.add_project(model.month_abs + int(lead[k]), i, float(delta[k]), "expansion")
+        sel = np.flatnonzero(go)
+        pay_capex(model, who[sel], capex[sel])
+        borrowed = np.where(gap[sel] > 0, loan[sel], 0.0)
+        fin.financed_t_per_yr += float(delta[sel][borrowed == 0].sum())
+        s.pending[who[sel]] = True
+        due = model.month_abs + lead[sel]
+        seq0 = model._project_seq
+        for i, m_on, d in zip(who[sel].tolist(), due.tolist(), delta[sel].tolist(), strict=True):
+            model.add_project(m_on, i, d, "expansion")
+        # only projects that will fail or that a fund lent to need a record at completion
+        for j in np.flatnonzero(fails[sel] | (borrowed > 0)).tolist():
+            k = int(sel[j])
             proj = Project(
-                i,
+                int(who[k]),
                 float(delta[k]),
                 float(capex[k]),
-                model.month_abs + int(lead[k]),
+                int(due[j]),
                 bool(fails[k]),
-                "vault_gap" if borrowed else "expansion",
-                borrowed,
-                int(lender[k]) if borrowed else -1,
+                "vault_gap" if borrowed[j] > 0 else "expansion",
+                float(borrowed[j]),
+                int(lender[k]) if borrowed[j] > 0 else -1,
             )
-            fin.projects[seq] = proj
-            if borrowed:
+            fin.projects[seq0 + j] = proj
+            if proj.fund >= 0:
                 for ins in model.policies.instruments:
                     if getattr(ins, "fund", None) == proj.fund:
                         ins.financed(proj)
-            s.pending[i] = True
     shrink = firms[s.online[firms] & (s.cap[firms] > 0) & (s.margin_ema[firms] < b.closure_margin)]
     if shrink.size:
         d = -b.closure_step * s.cap[shrink]
@@ -307,12 +311,10 @@ def invest(model: SupplyChainModel) -> None:
             fin.exits += 1
 
 
-def pay_capex(model: SupplyChainModel, node: int, usd: float) -> None:
-    """The firm pays construction (to households of its region), borrowing what cash lacks."""
+def pay_capex(model: SupplyChainModel, nodes: np.ndarray, usd: np.ndarray) -> None:
+    """Firms pay construction (to households of their region), borrowing what cash lacks."""
     led, fin = model.ledger, model.finance
-    cash = float(cash_usd(model, np.array([node]))[0])
-    need = max(usd - max(cash, 0.0), 0.0)
-    if need > 0:
-        led.post("credit", model.lenders, node, need)
-        fin.debt_usd[node] += need
-    led.post("capex", node, model.households[model.nodes.region[node]], usd)
+    need = np.maximum(usd - np.maximum(cash_usd(model, nodes), 0.0), 0.0)
+    led.post("credit", model.lenders, nodes, need)
+    fin.debt_usd[nodes] += need
+    led.post("capex", nodes, model.households[model.nodes.region[nodes]], usd)

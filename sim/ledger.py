@@ -115,7 +115,7 @@ class Ledger:
         self.record = record
         self.index = {p: i for i, p in enumerate(self.parties)}
         self._balance = np.zeros(len(self.parties))
-        self._buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._buf: list[tuple[np.ndarray, np.ndarray]] = []  # (party, signed USD)
         self.rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.funds: list[int] = []
         self.month_row = -1
@@ -128,8 +128,8 @@ class Ledger:
         return self._balance
 
     def _flush(self) -> None:
-        who = np.concatenate([x for e in self._buf for x in (e[1], e[0])])
-        usd = np.concatenate([x for e in self._buf for x in (e[2], -e[2])])
+        who = np.concatenate([e[0] for e in self._buf])
+        usd = np.concatenate([e[1] for e in self._buf])
         self._buf.clear()
         self._balance += np.bincount(who, usd, minlength=self._balance.size)
         if self.funds:
@@ -185,7 +185,8 @@ class Ledger:
             payee_a = np.broadcast_to(payee_a, (n,))
         if usd.min() < 0 or not np.isfinite(usd.sum()):
             raise ValueError(f"ledger: {kind} amounts must be finite and >= 0")
-        self._buf.append((payer_a, payee_a, usd))
+        self._buf.append((payee_a, usd))
+        self._buf.append((payer_a, -usd))
         if self.record and self.month_row >= 0:
             kinds = (
                 np.full(n, KIND[kind], np.int64)
@@ -193,6 +194,19 @@ class Ledger:
                 else np.asarray(kind, np.int64).reshape(-1)
             )
             self.rows.append((self.month_row, payer_a, payee_a, kinds, usd))
+
+    def post_net(self, who: np.ndarray, usd: np.ndarray, extra: dict[int, float]) -> None:
+        """Apply transfers already netted per party, for runs that keep no entries.
+
+        ``usd`` is signed per ``who``; ``extra`` adds amounts by party; together they sum to 0.
+        """
+        total = float(usd.sum()) + sum(extra.values())
+        scale = float(np.abs(usd).sum()) + 1.0
+        if abs(total) > 1e-9 * scale:
+            raise ValueError(f"ledger: netted transfers do not balance ({total:.6g} USD)")
+        keys = np.fromiter(extra.keys(), np.int64, len(extra))
+        vals = np.fromiter(extra.values(), float, len(extra))
+        self._buf.append((np.concatenate([who, keys]), np.concatenate([usd, vals])))
 
     def post_effects(self, effects: list[Transfer]) -> None:
         """Post the transfers instruments returned."""

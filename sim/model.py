@@ -347,23 +347,29 @@ class SupplyChainModel(mesa.Model):
         c, links, led = self.clearing, self.links, self.ledger
         if links.n == 0:
             return
-        kg = c.shipped_t * KG_PER_T
-        buyer, seller = links.dst, links.src
+        e = np.flatnonzero(c.shipped_t > 0)
+        kg = c.shipped_t[e] * KG_PER_T
+        buyer, seller = links.dst[e], links.src[e]
         region = self.nodes.region
-        payee = np.concatenate(
-            [seller, seller, self.gov_party[region[buyer]], self.gov_party[region[seller]]]
+        g_in, g_out = self.gov_party[region[buyer]], self.gov_party[region[seller]]
+        price, rent = c.price_usd_per_kg[e], c.rent_usd_per_kg[e]
+        tariff, duty, transport = (
+            c.tariff_usd_per_kg[e],
+            c.duty_usd_per_kg[e],
+            c.transport_usd_per_kg[e],
         )
+        if not led.record:  # balances only: the same transfers, netted per party
+            led.post_net(
+                np.concatenate([buyer, seller, g_in, g_out]),
+                np.concatenate([-kg * c.landed_usd_per_kg[e], kg * price, kg * tariff, kg * duty]),
+                {self.carriers: float(kg @ transport)},
+            )
+            return
+        payee = np.concatenate([seller, seller, g_in, g_out, np.full(e.size, self.carriers)])
         usd = np.concatenate(
-            [
-                kg * (c.price_usd_per_kg - c.rent_usd_per_kg),
-                kg * c.rent_usd_per_kg,
-                kg * c.tariff_usd_per_kg,
-                kg * c.duty_usd_per_kg,
-                kg * c.transport_usd_per_kg,
-            ]
+            [kg * (price - rent), kg * rent, kg * tariff, kg * duty, kg * transport]
         )
-        payee = np.concatenate([payee, np.full(links.n, self.carriers)])
-        led.post(self._trade_kinds, np.tile(buyer, 5), payee, usd)
+        led.post(np.repeat(self._trade_kind_ids, e.size), np.tile(buyer, 5), payee, usd)
 
     def pay_running_costs(self) -> None:
         """Firms pay conversion costs to households; households pay OEMs for magnets used.
