@@ -359,11 +359,14 @@ class SupplyChainModel(mesa.Model):
             c.transport_usd_per_kg[e],
         )
         if not led.record:  # balances only: the same transfers, netted per party
-            led.post_net(
-                np.concatenate([buyer, seller, g_in, g_out]),
-                np.concatenate([-kg * c.landed_usd_per_kg[e], kg * price, kg * tariff, kg * duty]),
-                {self.carriers: float(kg @ transport)},
-            )
+            n = led.balance.size
+            net = np.bincount(seller, kg * price, minlength=n)
+            net -= np.bincount(buyer, kg * c.landed_usd_per_kg[e], minlength=n)
+            for gov, rate in ((g_in, tariff), (g_out, duty)):
+                t = np.flatnonzero(rate)
+                net += np.bincount(gov[t], kg[t] * rate[t], minlength=n)
+            net[self.carriers] += float(kg @ transport)
+            led.post_net(net)
             return
         payee = np.concatenate([seller, seller, g_in, g_out, np.full(e.size, self.carriers)])
         usd = np.concatenate(
@@ -379,11 +382,19 @@ class SupplyChainModel(mesa.Model):
         s, led = self.state, self.ledger
         firms = self.idx["firm"]
         hh = self.households[s.region]
-        led.post(
-            "operating_cost", firms, hh[firms], s.op_cost[firms] * s.produced[firms] * KG_PER_T
-        )
         oem = self.idx["oem"]
-        led.post("magnet_use", hh[oem], oem, s.consumed[oem] * s.buy_price_ema[oem] * KG_PER_T)
+        cost = s.op_cost[firms] * s.produced[firms] * KG_PER_T
+        use = s.consumed[oem] * s.buy_price_ema[oem] * KG_PER_T
+        if not led.record:  # balances only: the same transfers, netted per party
+            net = np.zeros(led.balance.size)
+            net[firms] = -cost
+            net[oem] = use
+            net += np.bincount(hh[firms], cost, minlength=net.size)
+            net -= np.bincount(hh[oem], use, minlength=net.size)
+            led.post_net(net)
+            return
+        led.post("operating_cost", firms, hh[firms], cost)
+        led.post("magnet_use", hh[oem], oem, use)
 
     def post(self, effects: list[Transfer | Delivery]) -> None:
         """Post instruments' effects: transfers to the ledger, deliveries into transit."""
