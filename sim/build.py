@@ -67,6 +67,9 @@ def build_ledger(model: SupplyChainModel, record: bool) -> None:
         n_firms,
     )
     model._owners = model.households[model.nodes.region]
+    firms, lend = model.idx["firm"], np.full(n_firms, model.lenders)
+    model._settle_payer = np.concatenate([firms, lend, firms, firms, firms])
+    model._settle_payee = np.concatenate([lend, firms, lend])  # then funds, owners
     names = ("trade", "border_rent", "tariff", "export_duty", "transport")
     model._trade_kind_ids = np.array([KIND[k] for k in names], np.int64)
     model.delivery = np.zeros((model.horizon, model.nodes.n))

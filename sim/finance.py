@@ -194,22 +194,18 @@ def settle(model: SupplyChainModel) -> None:
     fin.fund_debt_usd[firms] -= back
     cash -= repay + back
     payout = np.maximum(cash - f.max_cash_months * revenue_m, 0.0)
-    n = firms.size
     fund = np.where(fin.fund_of[firms] >= 0, fin.fund_of[firms], lenders)
-    if not led.record:  # balances only: the same transfers, netted per party
-        net = np.zeros(led.balance.size)
-        net[firms] = draw - interest - repay - back - payout
-        net[lenders] += float(interest.sum() - draw.sum() + repay.sum())
-        net += np.bincount(fund, back, minlength=net.size)
-        net += np.bincount(model._owners[firms], payout, minlength=net.size)
-        led.post_net(net)
-    else:
-        led.post(
+    net = np.zeros(led.balance.size)
+    net[firms] = draw - interest - repay - back - payout
+    net[lenders] += float(interest.sum() - draw.sum() + repay.sum())
+    net += np.bincount(fund, back, minlength=net.size)
+    net += np.bincount(model._owners[firms], payout, minlength=net.size)
+    led.post_net(net)
+    if led.record:
+        led.keep(
             model._settle_kinds,
-            np.concatenate([firms, np.full(n, lenders), firms, firms, firms]),
-            np.concatenate(
-                [np.full(n, lenders), firms, np.full(n, lenders), fund, model._owners[firms]]
-            ),
+            model._settle_payer,
+            np.concatenate([model._settle_payee, fund, model._owners[firms]]),
             np.concatenate([interest, draw, repay, back, payout]),
         )
     if back.any():

@@ -138,6 +138,19 @@ class Ledger:
                 worst = self.funds[int(np.argmin(low))]
                 raise ValueError(f"ledger: {self.parties[worst]} paid more than it held")
 
+    def mark_opening(self) -> None:
+        """Remember balances and entries now (the start of the recorded period)."""
+        self.opening = self.balance.copy()
+        self.rows_at_opening = len(self.rows)
+
+    def net_of_rows(self, start: int = 0) -> np.ndarray:
+        """Net receipts per party of the kept entries from ``rows[start]`` on."""
+        n = self.balance.size
+        net = np.zeros(n)
+        for _, payer, payee, _, usd in self.rows[start:]:
+            net += np.bincount(payee, usd, minlength=n) - np.bincount(payer, usd, minlength=n)
+        return net
+
     def party(self, name: str) -> int:
         """Index of party ``name``, added if new."""
         k = self.index.get(name)
@@ -187,18 +200,28 @@ class Ledger:
             raise ValueError(f"ledger: {kind} amounts must be finite and >= 0")
         self._buf.append((payee_a, usd))
         self._buf.append((payer_a, -usd))
+        self.keep(kind, payer_a, payee_a, usd)
+
+    def keep(
+        self, kind: str | np.ndarray, payer: np.ndarray, payee: np.ndarray, usd: np.ndarray
+    ) -> None:
+        """Keep entries for ``transfers.parquet`` (when recording) without touching balances.
+
+        Used with :meth:`post_net`, which applies the same transfers netted per party.
+        """
         if self.record and self.month_row >= 0:
             kinds = (
-                np.full(n, KIND[kind], np.int64)
+                np.full(usd.size, KIND[kind], np.int64)
                 if isinstance(kind, str)
                 else np.asarray(kind, np.int64).reshape(-1)
             )
-            self.rows.append((self.month_row, payer_a, payee_a, kinds, usd))
+            self.rows.append((self.month_row, payer, payee, kinds, usd))
 
     def post_net(self, net: np.ndarray) -> None:
         """Apply transfers already netted per party (a dense signed vector that sums to zero).
 
-        For runs that keep no entries: the same money, fewer array operations.
+        The hot paths (trade, running costs, settling) post this way, and :meth:`keep` their
+        entries when recording: the same money, fewer array operations.
         """
         scale = float(np.abs(net).sum()) + 1.0
         if abs(float(net.sum())) > 1e-9 * scale:

@@ -103,6 +103,7 @@ class SupplyChainModel(mesa.Model):
         for _ in range(months):
             self._month()
         self._spinning = False
+        self.ledger.mark_opening()
         # the spin-up's shocks do not carry into the recorded period
         self.state.outage_factor.fill(1.0)
         self.state.outage_left.fill(0)
@@ -358,21 +359,20 @@ class SupplyChainModel(mesa.Model):
             c.duty_usd_per_kg[e],
             c.transport_usd_per_kg[e],
         )
-        if not led.record:  # balances only: the same transfers, netted per party
-            n = led.balance.size
-            net = np.bincount(seller, kg * price, minlength=n)
-            net -= np.bincount(buyer, kg * c.landed_usd_per_kg[e], minlength=n)
-            for gov, rate in ((g_in, tariff), (g_out, duty)):
-                t = np.flatnonzero(rate)
-                net += np.bincount(gov[t], kg[t] * rate[t], minlength=n)
-            net[self.carriers] += float(kg @ transport)
-            led.post_net(net)
-            return
-        payee = np.concatenate([seller, seller, g_in, g_out, np.full(e.size, self.carriers)])
-        usd = np.concatenate(
-            [kg * (price - rent), kg * rent, kg * tariff, kg * duty, kg * transport]
-        )
-        led.post(np.repeat(self._trade_kind_ids, e.size), np.tile(buyer, 5), payee, usd)
+        n = led.balance.size
+        net = np.bincount(seller, kg * price, minlength=n)
+        net -= np.bincount(buyer, kg * c.landed_usd_per_kg[e], minlength=n)
+        for gov, rate in ((g_in, tariff), (g_out, duty)):
+            t = np.flatnonzero(rate)
+            net += np.bincount(gov[t], kg[t] * rate[t], minlength=n)
+        net[self.carriers] += float(kg @ transport)
+        led.post_net(net)
+        if led.record:
+            payee = np.concatenate([seller, seller, g_in, g_out, np.full(e.size, self.carriers)])
+            usd = np.concatenate(
+                [kg * (price - rent), kg * rent, kg * tariff, kg * duty, kg * transport]
+            )
+            led.keep(np.repeat(self._trade_kind_ids, e.size), np.tile(buyer, 5), payee, usd)
 
     def pay_running_costs(self) -> None:
         """Firms pay conversion costs to households; households pay OEMs for magnets used.
@@ -385,16 +385,14 @@ class SupplyChainModel(mesa.Model):
         oem = self.idx["oem"]
         cost = s.op_cost[firms] * s.produced[firms] * KG_PER_T
         use = s.consumed[oem] * s.buy_price_ema[oem] * KG_PER_T
-        if not led.record:  # balances only: the same transfers, netted per party
-            net = np.zeros(led.balance.size)
-            net[firms] = -cost
-            net[oem] = use
-            net += np.bincount(hh[firms], cost, minlength=net.size)
-            net -= np.bincount(hh[oem], use, minlength=net.size)
-            led.post_net(net)
-            return
-        led.post("operating_cost", firms, hh[firms], cost)
-        led.post("magnet_use", hh[oem], oem, use)
+        net = np.zeros(led.balance.size)
+        net[firms] = -cost
+        net[oem] = use
+        net += np.bincount(hh[firms], cost, minlength=net.size)
+        net -= np.bincount(hh[oem], use, minlength=net.size)
+        led.post_net(net)
+        led.keep("operating_cost", firms, hh[firms], cost)
+        led.keep("magnet_use", hh[oem], oem, use)
 
     def post(self, effects: list[Transfer | Delivery]) -> None:
         """Post instruments' effects: transfers to the ledger, deliveries into transit."""

@@ -210,3 +210,15 @@ def test_netted_postings_match_the_detailed_ledger():
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * np.abs(a).max())
     assert abs(b.sum()) <= 1e-9 * np.abs(b).sum()  # double entry: balances sum to zero
     np.testing.assert_array_equal(full.state.cap, fast.state.cap)
+
+
+def test_balances_are_exactly_what_the_entries_say(classroom_run):
+    """Every change in any party's money over the recorded months is a kept entry."""
+    led = classroom_run.model.ledger
+    change = led.balance - led.opening
+    net = led.net_of_rows(led.rows_at_opening)
+    np.testing.assert_allclose(change, net, rtol=0, atol=1e-9 * np.abs(led.balance).max())
+    tr = classroom_run.transfers
+    assert tr["usd"].sum() == pytest.approx(
+        sum(r[4].sum() for r in led.rows), rel=1e-12
+    )  # the table holds every entry
