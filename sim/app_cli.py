@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from sim.errors import UserError
 
-APP = Path(__file__).resolve().parent / "app.py"
+APP = Path(__file__).resolve().parent / "app" / "page.py"
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS_ENV = "NDSIM_UI_ASSETS"
 
@@ -31,6 +32,11 @@ def cdn_packages() -> list[str]:
 
     tpl = Path(solara.server.__file__).parent / "templates" / "solara.html.j2"
     found = re.findall(r"\{\{cdn\}\}/((?:@[\w.-]+/)?[\w.-]+@[\w.-]+)/", tpl.read_text())
+    # the ECharts component imports its library from the same CDN
+    vue = Path(solara.server.__file__).parents[1] / "components" / "echarts.vue"
+    version = re.search(r'const version = "([\w.-]+)"', vue.read_text())
+    if version:
+        found.append(f"echarts@{version.group(1)}")
     return sorted(set(found))
 
 
@@ -90,6 +96,7 @@ def server_env(world: str | None = None) -> dict[str, str]:
     env.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")
     env.setdefault("SOLARA_ASSETS_FONTAWESOME_ENABLED", "False")
     env.setdefault("MPLBACKEND", "Agg")
+    env.setdefault("SOLARA_THEME_SHOW_BANNER", "False")  # the badge covered chart labels
     return env
 
 
@@ -110,14 +117,73 @@ def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
     ]
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGTERM when ``ndsim ui`` dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def serve_child(cmd: list[str], env: dict[str, str]) -> int:
+    """Run a server child in the foreground; SIGTERM/SIGINT stop it cleanly (and us).
+
+    ``kill PID`` of ``ndsim ui`` terminates the ``solara run`` child too, and the child also
+    stops if ``ndsim ui`` dies without a chance to clean up.
+    """
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    stopping = {"signal": 0}
+
+    def stop(signum: int, _frame) -> None:
+        stopping["signal"] = signum
+        if proc.poll() is None:
+            proc.terminate()
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            stop(signal.SIGINT, None)
+            rc = proc.wait()
+        if stopping["signal"]:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            print("ndsim: server stopped", file=sys.stderr)
+            return 0
+        return rc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def require_ui_extras() -> None:
+    """Fail with what to run when the web-app packages (``ndsim[ui]``) are not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("solara") is None:
+        raise UserError(
+            "the web app needs the 'ui' extras (solara via mesa[viz]), which `make run` does "
+            "not install; run `make ui`, or `.venv/bin/pip install -e '.[ui]'`, then try again"
+        )
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
-    """Run the Solara server in the foreground until interrupted."""
+    """Run the Solara server in the foreground until interrupted (SIGINT/SIGTERM)."""
     if args.world:
         from sim.world import load_world
 
         if not Path(args.world).is_file():
             raise UserError(f"--world {args.world}: no such file")
         load_world(args.world, [])  # fail early, with the usual message, on a bad world
+    require_ui_extras()
     missing = ensure_assets()
     if missing:
         print(
@@ -126,13 +192,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"ndsim ui: open http://{args.host}:{args.port}/ in a browser (Ctrl-C stops)")
-    proc = subprocess.Popen(server_command(args.port, args.host), env=server_env(args.world))
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=10)
-        raise
+    return serve_child(server_command(args.port, args.host), server_env(args.world))
 
 
 def add_command(sub) -> None:
@@ -142,3 +202,6 @@ def add_command(sub) -> None:
     u.add_argument("--port", type=int, default=8765)
     u.add_argument("--host", default="127.0.0.1", help="address to listen on")
     u.set_defaults(func=cmd_ui)
+    from sim.game.server import add_command as add_game
+
+    add_game(sub)

@@ -33,18 +33,23 @@ def free_port() -> int:
 
 
 class Server:
-    """``solara run sim/app.py`` in a subprocess (its own process group), always stopped."""
+    """``solara run sim/app/page.py`` in a subprocess (its own process group), always stopped."""
 
-    def __init__(self, world: str | None = None, ready_timeout: float = 60.0):
+    def __init__(self, world: str | None = None, ready_timeout: float = 60.0, game: bool = False):
         from sim.app_cli import server_command, server_env
 
         self.port = free_port()
+        cmd = (
+            [sys.executable, "-m", "sim.cli", "game", "--port", str(self.port)]
+            if game
+            else server_command(self.port)
+        )
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.log_path = SCREENSHOTS / "server.log"
+        self.log_path = SCREENSHOTS / ("game.log" if game else "server.log")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            server_command(self.port),
+            cmd,
             env=server_env(world),
             stdout=self._log,
             stderr=subprocess.STDOUT,
