@@ -118,6 +118,7 @@ class Ledger:
         self._buf: list[tuple[np.ndarray, np.ndarray]] = []  # (party, signed USD)
         self.rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.funds: list[int] = []
+        self.budget: dict[int, float] = {}  # net budget each fund received from its government
         self.month_row = -1
 
     @property
@@ -162,11 +163,23 @@ class Ledger:
         return k
 
     def fund(self, name: str, government: str, budget_usd: float) -> int:
-        """Register a budget-limited fund, paid its budget by ``government`` now."""
+        """Register a budget-limited fund, paid its budget by ``government`` now.
+
+        A fund registered again (an instrument re-stated mid-run) is topped up or drawn down
+        by its government so that what it has paid out plus what it holds is the new budget.
+        """
         k = self.party(name)
-        self.funds.append(k)
-        if budget_usd > 0:
-            self.post("budget", self.party(government), k, budget_usd)
+        gov = self.party(government)
+        if k not in self.funds:
+            self.funds.append(k)
+            self.budget[k] = 0.0
+        paid_out = self.budget[k] - self.balance[k]
+        change = max(budget_usd - paid_out, 0.0) - self.balance[k]
+        if change > 0:
+            self.post("budget", gov, k, change)
+        elif change < 0:
+            self.post("budget", k, gov, -change)
+        self.budget[k] += change
         return k
 
     def available(self, party: int) -> float:

@@ -222,3 +222,20 @@ def test_balances_are_exactly_what_the_entries_say(classroom_run):
     assert tr["usd"].sum() == pytest.approx(
         sum(r[4].sum() for r in led.rows), rel=1e-12
     )  # the table holds every entry
+
+
+def test_a_restated_fund_holds_its_new_budget_less_what_it_paid():
+    from sim.ledger import Ledger
+
+    led = Ledger(["firm"], 1)
+    k = led.fund("vault:usa", "government:usa", 100.0)
+    led.post("price_floor", k, 0, 30.0)
+    assert led.available(k) == pytest.approx(70.0)
+    led.fund("vault:usa", "government:usa", 200.0)  # budget raised mid-run
+    assert led.available(k) == pytest.approx(170.0)
+    led.fund("vault:usa", "government:usa", 20.0)  # cut below what it already paid
+    assert led.available(k) == pytest.approx(0.0)
+    assert abs(led.balance.sum()) < 1e-9
+    with pytest.raises(ValueError, match="paid more than it held"):
+        led.post("price_floor", k, 0, 1.0)
+        led.balance  # noqa: B018  (reading balances applies the postings)
