@@ -71,9 +71,22 @@ def build_ledger(model: SupplyChainModel, record: bool) -> None:
     model._settle_payer = np.concatenate([firms, lend, firms, firms, firms])
     model._settle_payee = np.concatenate([lend, firms, lend])  # then funds, owners
     names = ("trade", "border_rent", "tariff", "export_duty", "transport")
-    model._trade_kind_ids = np.array([KIND[k] for k in names], np.int64)
+    links, region = model.links, model.nodes.region
+    model._trade_kind = np.repeat([[KIND[k]] for k in names], links.n, axis=1)
+    model._trade_payer = np.tile(links.dst, (len(names), 1))
+    model._trade_payee = np.stack(
+        [
+            links.src,
+            links.src,
+            model.gov_party[region[links.dst]],
+            model.gov_party[region[links.src]],
+            np.full(links.n, model.carriers),
+        ]
+    )
+    model._trade_comp = np.zeros((len(names), links.n))
     model.delivery = np.zeros((model.horizon, model.nodes.n))
     model.deliveries: list[Delivery] = []
+    model.deliveries_pending = False
     model.ndpr = NdprTally()
 
 

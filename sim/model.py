@@ -173,6 +173,7 @@ class SupplyChainModel(mesa.Model):
         s.pipeline -= delivered
         np.maximum(s.pipeline, 0.0, out=s.pipeline)
         delivered.fill(0.0)
+        self.deliveries_pending = bool(self.delivery.any())
 
     def build(self) -> None:
         """Capacity projects come online; random outages start and end."""
@@ -348,31 +349,24 @@ class SupplyChainModel(mesa.Model):
         c, links, led = self.clearing, self.links, self.ledger
         if links.n == 0:
             return
-        e = np.flatnonzero(c.shipped_t > 0)
-        kg = c.shipped_t[e] * KG_PER_T
-        buyer, seller = links.dst[e], links.src[e]
-        region = self.nodes.region
-        g_in, g_out = self.gov_party[region[buyer]], self.gov_party[region[seller]]
-        price, rent = c.price_usd_per_kg[e], c.rent_usd_per_kg[e]
-        tariff, duty, transport = (
-            c.tariff_usd_per_kg[e],
-            c.duty_usd_per_kg[e],
-            c.transport_usd_per_kg[e],
-        )
+        kg = c.shipped_t * KG_PER_T
+        comp = self._trade_comp  # rows: ask, rent, tariff, duty, transport (USD/kg)
+        comp[0] = c.price_usd_per_kg
+        comp[0] -= c.rent_usd_per_kg
+        comp[1] = c.rent_usd_per_kg
+        comp[2] = c.tariff_usd_per_kg
+        comp[3] = c.duty_usd_per_kg
+        comp[4] = c.transport_usd_per_kg
+        usd = comp * kg
         n = led.balance.size
-        net = np.bincount(seller, kg * price, minlength=n)
-        net -= np.bincount(buyer, kg * c.landed_usd_per_kg[e], minlength=n)
-        for gov, rate in ((g_in, tariff), (g_out, duty)):
-            t = np.flatnonzero(rate)
-            net += np.bincount(gov[t], kg[t] * rate[t], minlength=n)
-        net[self.carriers] += float(kg @ transport)
+        net = np.bincount(self._trade_payee.ravel(), usd.ravel(), minlength=n)
+        net -= np.bincount(links.dst, usd.sum(axis=0), minlength=n)
         led.post_net(net)
         if led.record:
-            payee = np.concatenate([seller, seller, g_in, g_out, np.full(e.size, self.carriers)])
-            usd = np.concatenate(
-                [kg * (price - rent), kg * rent, kg * tariff, kg * duty, kg * transport]
+            paid = usd > 0
+            led.keep(
+                self._trade_kind[paid], self._trade_payer[paid], self._trade_payee[paid], usd[paid]
             )
-            led.keep(np.repeat(self._trade_kind_ids, e.size), np.tile(buyer, 5), payee, usd)
 
     def pay_running_costs(self) -> None:
         """Firms pay conversion costs to households; households pay OEMs for magnets used.
@@ -400,6 +394,7 @@ class SupplyChainModel(mesa.Model):
             if isinstance(e, Delivery):
                 row = (self.tau + max(e.lead_months, 1)) % self.horizon
                 np.add.at(self.delivery[row], e.nodes, e.tonnes)
+                self.deliveries_pending = True
                 np.add.at(self.state.pipeline, e.nodes, e.tonnes)
                 self.deliveries.append(e)
             else:
@@ -407,6 +402,8 @@ class SupplyChainModel(mesa.Model):
 
     def delivery_stock_by_product(self) -> np.ndarray:
         """Tonnes instruments have delivered that are still in transit, per product."""
+        if not self.deliveries_pending:
+            return np.zeros(NP)
         inbound = self.delivery.sum(axis=0)
         buyers = self.state.in_product >= 0
         return np.bincount(self.state.in_product[buyers], inbound[buyers], minlength=NP)
