@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(summary_table(res))
     print(
         f"results written to {out}/ (timeseries.parquet, flows.parquet, agents.parquet, "
-        f"manifest.json, figures/)"
+        f"transfers.parquet, manifest.json, figures/)"
     )
     return 0
 
