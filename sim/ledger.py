@@ -73,6 +73,21 @@ class Transfer:
 
 
 @dataclass
+class Capacity:
+    """Capacity an instrument commissions at a firm now (e.g. a Vault project).
+
+    Attributes:
+        node: Firm index.
+        capacity_t_per_yr: Capacity added.
+        origin: Label recorded with the change (``vault``).
+    """
+
+    node: int
+    capacity_t_per_yr: float
+    origin: str
+
+
+@dataclass
 class Delivery:
     """Goods an instrument ships to buyers (nodes); they arrive after ``lead_months``.
 

@@ -11,7 +11,7 @@ from sim.agents import OEM, Converter, Mine, Recycler
 from sim.build import assemble
 from sim.calendar import parse_month
 from sim.finance import complete, invest, settle, track_risk
-from sim.ledger import KG_PER_T, Delivery, Transfer, tally_ndpr
+from sim.ledger import KG_PER_T, Capacity, Delivery, Transfer, tally_ndpr
 from sim.market import adjust_prices, clear
 from sim.network import NP, P
 from sim.recorder import Recorder
@@ -127,7 +127,7 @@ class SupplyChainModel(mesa.Model):
         self.month.reset()
         self.state.reset_month()
         self.deliveries.clear()
-        self.policies.update(self)  # governments set this month's instruments
+        self.post(self.policies.update(self))  # governments set this month's instruments
         s = self.state  # planning cost: conversion cost less instruments' cuts, never negative
         np.maximum(s.op_cost - self.policies.cost_cut(self), 0.0, out=s.conv_cost)
         self.receive()
@@ -388,10 +388,16 @@ class SupplyChainModel(mesa.Model):
         led.keep("operating_cost", firms, hh[firms], cost)
         led.keep("magnet_use", hh[oem], oem, use)
 
-    def post(self, effects: list[Transfer | Delivery]) -> None:
-        """Post instruments' effects: transfers to the ledger, deliveries into transit."""
+    def post(self, effects: list[Transfer | Delivery | Capacity]) -> None:
+        """Post instruments' effects.
+
+        Transfers go to the ledger, deliveries into transit, capacity onto the project heap
+        (online this month).
+        """
         for e in effects:
-            if isinstance(e, Delivery):
+            if isinstance(e, Capacity):
+                self.add_project(self.month_abs, e.node, e.capacity_t_per_yr, e.origin)
+            elif isinstance(e, Delivery):
                 row = (self.tau + max(e.lead_months, 1)) % self.horizon
                 np.add.at(self.delivery[row], e.nodes, e.tonnes)
                 self.deliveries_pending = True

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from sim.ledger import Delivery, Transfer
+    from sim.ledger import Capacity, Delivery, Transfer
     from sim.model import SupplyChainModel
 
-    Effect = Transfer | Delivery
+    Effect = Transfer | Delivery | Capacity
 
 
 @dataclass
@@ -48,8 +48,12 @@ class Instrument:
 
     name: str = "instrument"
 
-    def update(self, model: SupplyChainModel) -> None:
-        """Start of month: refresh the instrument's state (licences, budgets, schedules)."""
+    def update(self, model: SupplyChainModel) -> list[Effect] | None:
+        """Start of month: refresh the instrument's state (licences, budgets, schedules).
+
+        May return effects (e.g. capacity commissioned) for the model to post.
+        """
+        return None
 
     def link_terms(self, model: SupplyChainModel, terms: LinkTerms) -> None:
         """Modify this month's per-link terms (tariff, duty, caps) in place."""
@@ -119,13 +123,15 @@ class PolicySet:
         """Tonnage cap per link this month."""
         return self.terms.cap_t
 
-    def update(self, model: SupplyChainModel) -> None:
-        """Refresh instruments and this month's link terms."""
+    def update(self, model: SupplyChainModel) -> list[Effect]:
+        """Refresh instruments and this month's link terms; collect the instruments' effects."""
         self.terms.reset(model.links.n)
+        effects: list[Effect] = []
         for ins in self.instruments:
-            ins.update(model)
+            effects += ins.update(model) or []
         for ins in self.instruments:
             ins.link_terms(model, self.terms)
+        return effects
 
     def cap_production(
         self, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray

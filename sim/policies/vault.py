@@ -26,7 +26,7 @@ import numpy as np
 
 from sim.errors import UserError
 from sim.finance import Project, financing_room_usd, project_pays
-from sim.ledger import KG_PER_T, Transfer
+from sim.ledger import KG_PER_T, Capacity, Transfer
 from sim.network import NP, ROLES, P
 from sim.policies import schemas as S  # noqa: N812
 from sim.policies.base import Instrument
@@ -167,10 +167,11 @@ class Vault(Instrument):
                 p.additional = not alone
                 self.log.append((model.month_abs, p.firm, "selected", p.cost_usd))
 
-    def update(self, model: SupplyChainModel) -> None:
+    def update(self, model: SupplyChainModel) -> list[Capacity]:
         """Milestones due this month: fail (seeded) or disburse; commission capacity."""
+        built: list[Capacity] = []
         if _spinning(model) or not self.spec.active(model.month_abs):
-            return
+            return built
         if not self.started:
             self.started = True
             self._select(model)
@@ -206,7 +207,7 @@ class Vault(Instrument):
             self.disbursed += pay
             self.log.append((model.month_abs, p.firm, name, pay))
             if name == "commissioning":
-                model.add_project(model.month_abs, p.node, p.capacity_t_per_yr, "vault")
+                built.append(Capacity(p.node, p.capacity_t_per_yr, "vault"))
                 p.online = model.month_abs
             if k + 1 < len(S.MILESTONES):
                 p.milestone = k + 1
@@ -215,6 +216,7 @@ class Vault(Instrument):
                 p.status = "done"
         if freed:
             self._select(model)
+        return built
 
     # ----------------------------------------------------------------- gap loans
     def gap_loans(
