@@ -144,3 +144,28 @@ def test_ui_rejects_a_missing_world(capsys):
 
     assert main(["ui", "--world", "nope.toml"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_status_line_leads_with_the_month_shown():
+    from sim.app.live import Event, month_words
+
+    r = LiveRun(PRESETS["Exercise 1: export controls"].controls)
+    events = r.step(12)
+    now = month_words(r.month_shown)  # the month the network's title shows
+    assert r.what_just_happened(events).startswith(now + ":")
+    old = Event(r.month_shown - 5, "capacity", "something happened")
+    assert r.what_just_happened([old]) == f"{now}: in {month_words(old.month_abs)}, {old.text}"
+    new = Event(r.month_shown, "capacity", "something happened")
+    assert r.what_just_happened([new]) == f"{now}: {new.text}"
+
+
+def test_no_policy_run_has_a_grey_legend_entry():
+    r = LiveRun(PRESETS["Exercise 1: export controls"].controls)
+    r.step(3)
+    m = r.model
+    v = charts.View(r.series(), r.baseline(), (), charts.window(m.start_abs, m.end_abs, 0, True))
+    for build in charts.CHART_BUILDERS.values():
+        for s in build(v)["series"]:
+            if s["name"] == "no-policy run":
+                assert s["itemStyle"]["color"] == charts.BASELINE_KEY_COLOUR
+    assert charts.BASELINE_KEY_COLOUR not in charts.REGION_COLOUR.values()

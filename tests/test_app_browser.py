@@ -243,6 +243,12 @@ def test_three_teams_play_three_years(game_server, browser):
         teacher.wait_for_selector("text=What each year's decisions did")
         text = teacher.inner_text("body")
         assert "china.approval: 1 → 0.2" in text and "usa.stockpile_days: 0 → 90" in text
+        # one chart per team's objectives against the no-decision run, above the fold
+        teacher.wait_for_selector("#chart-usa canvas")
+        boxes = teacher.evaluate(
+            "() => [...document.querySelectorAll('.chart')].map(e => e.getBoundingClientRect().bottom)"
+        )
+        assert len(boxes) == 5 and min(boxes) <= VIEW["height"]
         shot(teacher, "game_debrief")
     finally:
         for c in ctxs:

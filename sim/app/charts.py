@@ -27,6 +27,7 @@ REGION_LABEL = {"china": "China", "usa": "USA", "eu": "EU", "japan": "Japan", "o
 FLOW_COLOUR = "#95a5a6"
 LICENSED_COLOUR = "#e67e22"
 BLOCKED_COLOUR = "#111111"  # never a region colour
+BASELINE_KEY_COLOUR = "#9a9a9a"
 CHARTS = {
     "prices": "Magnet prices",
     "shortages": "Magnet shortages by region (t per month)",
@@ -106,7 +107,7 @@ def _line(name: str, dates: list[str], y: np.ndarray, colour: str, **kw: Any) ->
 
 def _faded(dates: list[str], y: np.ndarray, colour: str, grid: int | None = None) -> dict:
     extra = {} if grid is None else {"xAxisIndex": grid, "yAxisIndex": grid}
-    return _line(
+    line = _line(
         "no-policy run",
         dates,
         y,
@@ -116,6 +117,8 @@ def _faded(dates: list[str], y: np.ndarray, colour: str, grid: int | None = None
         z=1,
         **extra,
     )
+    line["itemStyle"] = {"color": BASELINE_KEY_COLOUR}  # its legend entry: grey, not a region
+    return line
 
 
 EVENT_COLOURS = {"controls": "#111111", "capacity": "#27ae60", "stockpile": "#8e44ad"}
@@ -192,12 +195,12 @@ def _multiples(
         left = 2 + c * (width + gap_x)
         grids.append(
             {
-                "left": f"{left + 6:.1f}%",
-                "width": f"{width - 6:.1f}%",
+                "left": f"{left:.1f}%",
+                "width": f"{width:.1f}%",
                 "top": top + 30 + r * (100 / rows + gap_y),
                 "height": f"{100 / rows - 30:.0f}%" if rows > 1 else None,
-                "bottom": 30 if rows == 1 else None,
-                "containLabel": False,
+                "bottom": 4 if rows == 1 else None,
+                "containLabel": True,  # y labels of any width stay inside the panel
             }
         )
         grids[-1] = {kk: vv for kk, vv in grids[-1].items() if vv is not None}
@@ -215,7 +218,7 @@ def _multiples(
         titles.append(
             {
                 "text": REGION_LABEL.get(g, g),
-                "left": f"{left + 6:.1f}%",
+                "left": f"{left + 3:.1f}%",
                 "top": top + r * (100 / rows + gap_y),
                 "textStyle": {"fontSize": FONT, "color": REGION_COLOUR.get(g, "#333")},
             }

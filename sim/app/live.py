@@ -11,6 +11,7 @@ The no-policy baseline of the same world and seed is run once and kept for compa
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +37,7 @@ MONTHS = (
     "December",
 )
 REGION_GROUPS = ("china", "usa", "eu", "japan")
+PRIVATE = "private:"  # series region label of an instrument a firm holds (not public policy)
 MONEY_METRICS = ("stockpile_spent_usd", "vault_disbursed_usd", "subsidy_paid_usd")
 
 
@@ -100,6 +102,8 @@ def series_of(m) -> Series:
     def policy(metrics: tuple[str, ...], product: str | None) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for (metric, prod, region), arr in rec.policy_series.items():
+            if region.startswith(PRIVATE):
+                continue  # a firm's own stock or contract: not public money
             if metric in metrics and (product is None or prod == product):
                 g = region_group(region)
                 out[g] = out.get(g, np.zeros(t)) + np.nan_to_num(arr[:t])
@@ -118,21 +122,23 @@ def series_of(m) -> Series:
     )
 
 
-def _load(c: Controls):
+def _load(c: Controls, firms: str = ""):
     from sim.world import load_world, read_toml
 
     path = world_choices().get(c.world)
     if path is None:
         raise UserError(f"world {c.world!r} is not available here")
     raw = read_toml(path)
+    for table, rows in json.loads(firms or "{}").items():
+        raw[table] = [*raw.get(table, []), *rows]
     world, _ = load_world(path, ["behaviour.demand_growth_multiplier=1.0"], raw=raw)
     return raw, world
 
 
 @functools.lru_cache(maxsize=8)
-def baseline_series(world: str, seed: int) -> Series:
-    """The whole no-policy run of ``world`` with ``seed`` (cached: it is the same every time)."""
-    run = LiveRun(Controls(world=world, seed=seed))
+def baseline_series(world: str, seed: int, firms: str = "") -> Series:
+    """The whole no-policy run of ``world`` (plus ``firms``) with ``seed`` (cached)."""
+    run = LiveRun(Controls(world=world, seed=seed), firms=firms)
     while run.model.running:
         run.model.step()
     return series_of(run.model)
@@ -183,6 +189,25 @@ def _carry_vault(old: list, new: list, model) -> None:
         v._select(model)
 
 
+def _carry_subsidies(old: list, new: list) -> None:
+    paid = {sc.name: sc for ins in old for sc in ins.schemes}
+    for ins in new:
+        for sc in ins.schemes:
+            prev = paid.get(sc.name)
+            if prev is not None:
+                sc.paid_usd, prev.paid_usd = prev.paid_usd, 0.0
+
+
+def _privately_held(ins: Any, owner: str) -> None:
+    """Label an instrument's series ``private:owner`` instead of its region."""
+    series = ins.series
+
+    def relabelled() -> dict[tuple[str, str, str], float]:
+        return {(m, p, PRIVATE + owner): v for (m, p, _), v in series().items()}
+
+    ins.series = relabelled
+
+
 def _same(a: Any, b: Any) -> bool:
     """Two tables equal but for their start month (a table re-stated later changes nothing)."""
 
@@ -219,15 +244,18 @@ class LiveRun:
 
     Args:
         controls: Levers in force from the first month (world and seed included).
+        firms: Firms added to the world's tables, as JSON ``{"recyclers": [{...}], ...}``
+            (the game adds a dormant EU recycling plant where a world has none).
     """
 
     controls: Controls
+    firms: str = ""
     events: list[Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from sim.model import SupplyChainModel
 
-        self.raw, world = _load(self.controls)
+        self.raw, world = _load(self.controls, self.firms)
         self.model = SupplyChainModel(world, rng=int(self.controls.seed))
         m = self.model
         gf = m._growth
@@ -269,7 +297,9 @@ class LiveRun:
         """Put ``[policies]`` tables in force from this month (the next one simulated).
 
         Instruments whose table changed since the last call are ended last month and rebuilt
-        from the new table, carrying their state over; others are left alone.
+        from the new table, carrying their state over; others are left alone. A key
+        ``name@owner`` builds instrument ``name`` held by a firm, not a government: its series
+        are labelled ``private:owner`` (kept apart from public money and stocks).
         """
         from sim.policies.registry import build_instruments
 
@@ -279,19 +309,24 @@ class LiveRun:
         for name in sorted(set(tables) | set(self._tables)):
             if _same(tables.get(name), self._tables.get(name)):
                 continue
-            old = [i for i in instruments if getattr(i, "_ndsim_live", False) and i.name == name]
+            old = [i for i in instruments if getattr(i, "_ndsim_live", None) == name]
             for ins in old:
                 _end(ins, last)
-                ins._ndsim_live = False
-            new = build_instruments(m, {name: tables[name]}) if name in tables else []
+                ins._ndsim_live = None
+            kind, _, owner = name.partition("@")
+            new = build_instruments(m, {kind: tables[name]}) if name in tables else []
             for ins in new:
-                ins._ndsim_live = True
-            if name == "export_controls":
+                ins._ndsim_live = name  # the table key it was built from
+                if owner:
+                    _privately_held(ins, owner)
+            if kind == "export_controls":
                 _carry_export_controls(old, new)
-            elif name == "stockpiles":
+            elif kind == "stockpiles":
                 _carry_stockpiles(old, new)
-            elif name == "vault":
+            elif kind == "vault":
                 _carry_vault(old, new, m)
+            elif kind == "subsidies":
+                _carry_subsidies(old, new)
             instruments.extend(new)
         if note:
             self.events.append(Event(m.month_abs, "controls", note))
@@ -354,7 +389,7 @@ class LiveRun:
 
     def baseline(self) -> Series:
         """The no-policy run of the same world and seed."""
-        return baseline_series(self.controls.world, int(self.controls.seed))
+        return baseline_series(self.controls.world, int(self.controls.seed), self.firms)
 
     def totals(self) -> dict[str, dict[str, float]]:
         """Running totals per region group: shortage (t), public money and Vault losses (USD).
@@ -383,13 +418,16 @@ class LiveRun:
         m, rec = self.model, self.model.recorder
         if rec.t == 0:
             return f"{month_words(self.month_shown)}: nothing run yet. Press +1 month or Play."
-        if events:
+        now = month_words(self.month_shown)
+        if events:  # the line always starts with the month the network and charts show
             e = events[-1]
-            return f"{month_words(e.month_abs)}: {e.text}"
+            if e.month_abs >= self.month_shown:
+                return f"{now}: {e.text}"
+            return f"{now}: in {month_words(e.month_abs)}, {e.text}"
         pm = P["magnet"]
         short = float(rec.shortage[rec.t - 1, m.idx["oem"]].sum())
         return (
-            f"{month_words(self.month_shown)}: magnets cost {rec.price_china[rec.t - 1, pm]:.0f} "
+            f"{now}: magnets cost {rec.price_china[rec.t - 1, pm]:.0f} "
             f"USD/kg in China, {rec.price_world[rec.t - 1, pm]:.0f} outside; "
             f"shortage {short:,.0f} t this month"
         )

@@ -28,9 +28,11 @@ from sim.app.charts import (
     window,
 )
 from sim.app.controls import PRESETS, Controls, default_world, world_choices
+from sim.app.echarts import Echarts, option_json
 from sim.app.live import LiveRun, month_words
 
-PLAY_MONTH_S = 0.2  # at most 5 months a second in Play: a year in under 3 s
+PLAY_MONTH_S = 0.2  # Play runs 5 months a second: a year in 2.4 s
+PLAY_MAX_MONTHS = 3  # months one Play update may cover when drawing lags
 CSS = """
 .v-application { font-size: 18px; }
 .solara-content-main, .v-main__wrap > div { padding: 0 !important; }
@@ -38,11 +40,12 @@ CSS = """
   background: #f2f2f2; flex-wrap: nowrap; height: 56px; }
 .ndsim-bar .v-btn { font-size: 18px !important; text-transform: none; }
 .ndsim-bar .v-input { font-size: 17px; max-width: 330px; margin-top: 0; padding-top: 0; }
+.ndsim-bar .v-field__loader { display: none; }  /* an invisible bar that animates forever */
 .ndsim-title { font-size: 20px; font-weight: 700; white-space: nowrap; }
 .ndsim-body { display: flex; gap: 8px; padding: 4px 8px; }
 .ndsim-side { width: 285px; flex: none; font-size: 17px; }
 .ndsim-side .v-label, .ndsim-side label { font-size: 17px !important;
-  color: #111 !important; }
+  color: #111 !important; opacity: 1 !important; }
 .ndsim-side .v-input { margin-top: 0; padding-top: 0; }
 .ndsim-side .v-messages { display: none; }
 .ndsim-main { flex: 1; min-width: 0; }
@@ -57,13 +60,24 @@ CSS = """
 .ndsim-row > div { flex: 1; min-width: 0; }
 .ndsim-error { font-size: 18px; color: #b00020; white-space: pre-wrap; }
 """
+KEY_HTML = (
+    "<div class='ndsim-key'>Circles: size = capacity (users: demand). "
+    f"Arrows: <span style='color:{FLOW_COLOUR}'>&#9644; trade</span> "
+    f"(thicker = more t), <span style='color:{LICENSED_COLOUR}'>&#9644; "
+    f"licensed export</span>, <span style='color:{BLOCKED_COLOUR}'>"
+    "- - blocked export</span>. Charts: dashed = the no-policy run; dotted marks: "
+    + ", ".join(
+        f"<span style='color:{EVENT_COLOURS[k]}'>{w}</span>" for k, w in EVENT_WORDS.items()
+    )
+    + ".</div>"
+)
 NETWORK_HEIGHT = "230px"
 TOP_CHART_HEIGHT = "318px"
 
 
 def _fig(name: str, option: dict, height: str) -> None:
     with solara.Div(classes=["ndsim-figure", f"ndsim-fig-{name}"]):
-        solara.FigureEcharts(option=option, attributes={"style": f"height: {height}; width: 100%;"})
+        Echarts(option_json(option), f"height: {height}; width: 100%;")
 
 
 def _totals_html(run: LiveRun) -> str:
@@ -155,7 +169,11 @@ def Page() -> None:  # noqa: N802 - Solara page
     restart, set_restart = solara.use_state(0)
     playing, set_playing = solara.use_state(False)
     whole, set_whole = solara.use_state(False)
+    more, set_more = solara.use_state(False)
     _, set_version = solara.use_state(0)
+    # the month counter only the month-driven parts read: a step re-renders them, not the bar
+    # and the levers
+    tick = solara.use_memo(lambda: solara.reactive(0), [])
     last_events = solara.use_ref([])
     p = PRESETS[preset]
 
@@ -175,14 +193,21 @@ def Page() -> None:  # noqa: N802 - Solara page
         if run is None:
             return
         with lock:
+            had_pending = run.pending is not None
             last_events.current = run.step(months)
-        set_version(lambda v: v + 1)
+        if had_pending:  # the levers' "changed" flag goes before the month shows
+            set_version(lambda v: v + 1)
+        tick.set(tick.value + 1)
 
     def play(cancel: threading.Event) -> None:
+        # Paced by the clock: when drawing lags, the next update covers the months due
+        # (fewer, larger updates) so that a simulated year never takes more than 12 beats.
+        t0, done = time.perf_counter(), 0
         while playing and run is not None and run.model.running and not cancel.is_set():
-            t0 = time.perf_counter()
-            advance(1)
-            time.sleep(max(0.0, PLAY_MONTH_S - (time.perf_counter() - t0)))
+            due = int((time.perf_counter() - t0) / PLAY_MONTH_S) + 1
+            advance(max(1, min(due - done, PLAY_MAX_MONTHS)))
+            done = max(due, done + 1)
+            time.sleep(max(0.0, t0 + done * PLAY_MONTH_S - time.perf_counter()))
         if run is not None and not run.model.running:
             set_playing(False)
 
@@ -216,48 +241,68 @@ def Page() -> None:  # noqa: N802 - Solara page
     if run is None:
         solara.Text(error or "no model", classes=["ndsim-error"])
         return
+    with solara.Div(classes=["ndsim-body"]):
+        with solara.Div(classes=["ndsim-side"]):
+            solara.Text(p.note, classes=["ndsim-key"])
+            Levers(run, controls, set_controls, run.pending is not None)
+            Totals(run, tick)
+        with solara.Div(classes=["ndsim-main"]):
+            Month(run, layout, p.charts, whole, tick, last_events)
+            solara.HTML(unsafe_innerHTML=KEY_HTML)
+            rest = [n for n in CHARTS if n not in p.charts]
+            solara.Button(
+                ("Hide" if more else "Show")
+                + " the other charts ("
+                + ", ".join(CHARTS[n].split(" (")[0].lower() for n in rest)
+                + ")",
+                on_click=lambda: set_more(not more),
+                text=True,
+                classes=["ndsim-more"],
+            )
+            if more:  # charts nobody looks at would cost a message and a drawing every month
+                OtherCharts(run, rest, whole, tick)
+
+
+def _view(run: LiveRun, whole: bool) -> View:
     m = run.model
-    view = View(
+    return View(
         run.series(),
         run.baseline(),
         tuple(run.events),
         window(m.start_abs, m.end_abs, run.month_shown, whole),
     )
-    with solara.Div(classes=["ndsim-body"]):
-        with solara.Div(classes=["ndsim-side"]):
-            solara.Text(p.note, classes=["ndsim-key"])
-            Levers(run, controls, set_controls, run.pending is not None)
-            solara.HTML(unsafe_innerHTML=_totals_html(run))
-        with solara.Div(classes=["ndsim-main"]):
-            solara.Text(
-                run.what_just_happened(last_events.current),
-                classes=["ndsim-status"],
-            )
-            _fig(
-                "network",
-                network_chart(m, layout, f"Supply chain, {month_words(run.month_shown)}"),
-                NETWORK_HEIGHT,
-            )
-            with solara.Div(classes=["ndsim-row"]):
-                for name in p.charts:
-                    _fig(name, CHART_BUILDERS[name](view), TOP_CHART_HEIGHT)
-            solara.HTML(
-                unsafe_innerHTML=(
-                    "<div class='ndsim-key'>Circles: size = capacity (users: demand). "
-                    f"Arrows: <span style='color:{FLOW_COLOUR}'>&#9644; trade</span> "
-                    f"(thicker = more t), <span style='color:{LICENSED_COLOUR}'>&#9644; "
-                    f"licensed export</span>, <span style='color:{BLOCKED_COLOUR}'>"
-                    "- - blocked export</span>. Charts: dashed = the no-policy run; dotted "
-                    "marks: "
-                    + ", ".join(
-                        f"<span style='color:{EVENT_COLOURS[k]}'>{w}</span>"
-                        for k, w in EVENT_WORDS.items()
-                    )
-                    + ".</div>"
-                )
-            )
-            rest = [n for n in CHARTS if n not in p.charts]
-            for k in range(0, len(rest), 2):
-                with solara.Div(classes=["ndsim-row"]):
-                    for name in rest[k : k + 2]:
-                        _fig(name, CHART_BUILDERS[name](view), TOP_CHART_HEIGHT)
+
+
+@solara.component
+def Totals(run: LiveRun, tick: solara.Reactive[int]) -> None:  # noqa: N802
+    """Running totals per region (re-rendered each month)."""
+    _ = tick.value
+    solara.HTML(unsafe_innerHTML=_totals_html(run))
+
+
+@solara.component
+def Month(run: LiveRun, layout, charts, whole: bool, tick, last_events) -> None:  # noqa: N802
+    """What changes each month: the status line, the network and the exercise's two charts."""
+    _ = tick.value
+    m = run.model
+    view = _view(run, whole)
+    solara.Text(run.what_just_happened(last_events.current), classes=["ndsim-status"])
+    _fig(
+        "network",
+        network_chart(m, layout, f"Supply chain, {month_words(run.month_shown)}"),
+        NETWORK_HEIGHT,
+    )
+    with solara.Div(classes=["ndsim-row"]):
+        for name in charts:
+            _fig(name, CHART_BUILDERS[name](view), TOP_CHART_HEIGHT)
+
+
+@solara.component
+def OtherCharts(run: LiveRun, names: list[str], whole: bool, tick) -> None:  # noqa: N802
+    """The charts below the fold, two a row (only while shown)."""
+    _ = tick.value
+    view = _view(run, whole)
+    for k in range(0, len(names), 2):
+        with solara.Div(classes=["ndsim-row"]):
+            for name in names[k : k + 2]:
+                _fig(name, CHART_BUILDERS[name](view), TOP_CHART_HEIGHT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
 
@@ -21,21 +22,29 @@ def _sigterm_as_interrupt() -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``ndsim sweep SPEC``."""
     from sim.experiments.runner import sweep
+    from sim.experiments.stopping import SweepInterrupted
 
     _sigterm_as_interrupt()
-    s = sweep(
-        args.spec,
-        out=args.out,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        resume=args.resume,
-        progress=not args.no_progress,
-        limit=args.limit,
-    )
+    try:
+        s = sweep(
+            args.spec,
+            out=args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            resume=args.resume,
+            progress=not args.no_progress,
+            limit=args.limit,
+        )
+    except SweepInterrupted as exc:  # "interrupted" is already printed
+        print(f"finished runs are saved; to go on: {exc.resume}", file=sys.stderr)
+        return 130
     print(
         f"{s.out}: {s.n_ran} runs done now, {s.n_skipped} before, {s.n_runs} in the design; "
         f"{s.n_errors} errors; {s.wall_seconds:.1f} s on {s.backend}"
     )
+    if s.peak_workers is not None:
+        jobs = f"; {s.jobs}" if s.jobs else ""
+        print(f"peak {s.peak_in_flight} runs in flight on {s.peak_workers} workers{jobs}")
     if s.n_skipped + s.n_ran < s.n_runs:
         print(f"incomplete: run again with --resume --out {s.out}")
     return 0

@@ -35,11 +35,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sim.errors import UserError
+from sim.experiments.daskrun import MAX_ATTEMPTS, DaskStats, Report, Task, run_dask
+from sim.experiments.daskrun import lost_result as _lost
 from sim.experiments.design import Design, expected_rows, make_design, run_params
 from sim.experiments.spec import SweepSpec, load_spec
+from sim.experiments.stopping import (
+    BackendError,
+    SweepInterrupted,
+    interrupts,
+    resume_command,
+)
 from sim.experiments.worker import Context, build_world, execute, quiet_worker
-
-MAX_ATTEMPTS = 3
 
 
 # ---------------------------------------------------------------------------------- output
@@ -229,20 +235,9 @@ def _write_header(prep: Prepared, out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- backends
-Task = tuple[int, int, dict[str, Any]]  # run_id, seed, params
-Report = Callable[[dict[str, Any], int], None]
-
-
 def _run_serial(ctx: Context, tasks: Iterator[Task], report: Report) -> None:
     for run_id, seed, params in tasks:
         report(execute(ctx, run_id, seed, params), 1)
-
-
-def _lost(run_id: int, why: str) -> dict[str, Any]:
-    return {
-        "row": {"run_id": run_id, "status": "error", "error": why, "wall_seconds": 0.0},
-        "ts": None,
-    }
 
 
 def _run_pool(ctx: Context, tasks: Iterator[Task], report: Report, workers: int) -> None:
@@ -313,85 +308,18 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
         p.join(timeout=5)
 
 
-def _run_dask(ctx: Context, tasks: Iterator[Task], report: Report, client: Any) -> None:
-    """Dask futures; the scheduler reschedules the runs of lost workers, we retry the rest."""
-    from distributed import as_completed
+def make_slurm_cluster(spec: SweepSpec, out: str | Path | None = None) -> Any:
+    """A ``dask_jobqueue.SLURMCluster`` from the spec's ``[cluster]`` table (not scaled).
 
-    nthreads = sum(client.nthreads().values()) or 1
-    window = max(4 * nthreads, 8)
-    attempts: dict[int, int] = {}
-    pending: dict[Any, Task] = {}
-    ac = as_completed()
-    tasks = iter(tasks)
-    retry: list[Task] = []
+    Kept for checking a spec (``.job_script()``); sweeps use
+    :class:`sim.experiments.slurm.SlurmWorkers`. Its scheduler listens on loopback only.
+    """
+    from sim.experiments.slurm import import_jobqueue, plan_jobs
 
-    def submit(task: Task) -> None:
-        fut = client.submit(
-            execute,
-            ctx,
-            *task,
-            key=f"ndsim-{ctx.key[:10]}-{task[0]}-{attempts.get(task[0], 0)}",
-            pure=False,
-        )
-        pending[fut] = task
-        ac.add(fut)
-
-    try:
-        for _ in range(window):
-            task = next(tasks, None)
-            if task is None:
-                break
-            submit(task)
-        for fut in ac:
-            task = pending.pop(fut)
-            n = attempts.get(task[0], 0) + 1
-            attempts[task[0]] = n
-            try:
-                res = fut.result()
-            except Exception as exc:  # noqa: BLE001 - KilledWorker, lost connections
-                if n >= MAX_ATTEMPTS:
-                    report(_lost(task[0], f"{type(exc).__name__}: {exc}"), n)
-                else:
-                    retry.append(task)
-            else:
-                report(res, n)
-            fut.release()
-            nxt = retry.pop(0) if retry else next(tasks, None)
-            if nxt is not None:
-                submit(nxt)
-    finally:
-        for fut in pending:
-            fut.cancel()
-
-
-def _slurm_client(spec: SweepSpec) -> tuple[Any, Any]:
-    cluster = make_slurm_cluster(spec)
-    cluster.scale(jobs=spec.cluster.jobs)  # type: ignore[union-attr]
-    from distributed import Client
-
-    return Client(cluster), cluster
-
-
-def make_slurm_cluster(spec: SweepSpec) -> Any:
-    """A ``dask_jobqueue.SLURMCluster`` from the spec's ``[cluster]`` table (not scaled)."""
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError:
-        raise UserError("[cluster] needs dask-jobqueue: pip install 'ndsim[cluster]'") from None
-    c = spec.cluster
-    assert c is not None
-    kw: dict[str, Any] = {
-        "cores": c.cores,
-        "memory": c.memory,
-        "walltime": c.walltime,
-        "processes": c.processes or c.cores,
-        "job_extra_directives": c.job_extra_directives,
-        "job_script_prologue": c.job_script_prologue,
-    }
-    for k in ("queue", "account", "local_directory"):
-        if getattr(c, k) is not None:
-            kw[k] = getattr(c, k)
-    return SLURMCluster(**kw)
+    assert spec.cluster is not None
+    plan = plan_jobs(spec.cluster, Path(out or f"runs/sweeps/{spec.name}"))
+    sched = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+    return import_jobqueue().SLURMCluster(scheduler_options=sched, **plan.kwargs)
 
 
 # ---------------------------------------------------------------------------------- sweep
@@ -406,6 +334,9 @@ class SweepSummary:
     n_errors: int
     wall_seconds: float
     backend: str
+    peak_workers: int | None = None  # Dask backends: most workers connected at once
+    peak_in_flight: int | None = None  # Dask backends: most runs executing at once
+    jobs: str = ""  # SLURM: jobs submitted and ended
 
 
 def sweep(
@@ -498,51 +429,76 @@ def sweep(
             on_result(res["row"])
 
     use_slurm = scheduler is None and spec.cluster is not None and workers is None
+    hint = resume_command(spec_path, out, scheduler=scheduler, workers=workers)
     workers = workers or os.cpu_count() or 1
     t0 = time.perf_counter()
     backend = "serial"
-    client = cluster = None
-    try:
-        if use_slurm:
-            client, cluster = _slurm_client(spec)
-            backend = "dask-slurm"
-        elif scheduler == "local":
-            from distributed import Client, LocalCluster
+    client = cluster = slurm = None
+    stats: DaskStats | None = None
+    stopped: BaseException | None = None
+    with interrupts():
+        try:
+            if use_slurm:
+                from sim.experiments.slurm import SlurmWorkers
 
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
-            client = Client(cluster)
-            backend = f"dask-local({workers})"
-        elif scheduler is not None:
-            from distributed import Client
+                assert spec.cluster is not None
+                slurm = SlurmWorkers(spec.cluster, out, say=lambda m: _say(bar, f"slurm: {m}"))
+                client = slurm.start()
+                backend = "dask-slurm"
+            elif scheduler == "local":
+                from distributed import Client, LocalCluster
 
-            try:
-                client = Client(scheduler, timeout="20s")
-            except OSError as exc:
-                raise UserError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
-            backend = f"dask({scheduler})"
-        task_iter = tasks()
-        if todo and not resume and not done:
-            # pilot run in this process: a spec whose outcomes select nothing fails fast
-            first = next(task_iter)
-            report(execute(prep.ctx, *first), 1)
-        if client is not None:
-            _run_dask(prep.ctx, task_iter, report, client)
-        elif workers <= 1:
-            _run_serial(prep.ctx, task_iter, report)
-        else:
-            backend = f"pool({workers})"
-            _run_pool(prep.ctx, task_iter, report, workers)
-    finally:
-        sink.flush()
-        if bar is not None:
-            bar.close()
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+                cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                )
+                client = Client(cluster)
+                backend = f"dask-local({workers})"
+            elif scheduler is not None:
+                from distributed import Client
+
+                try:
+                    client = Client(scheduler, timeout="20s")
+                except OSError as exc:
+                    raise UserError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+                backend = f"dask({scheduler})"
+            task_iter = tasks()
+            if todo and not resume and not done:
+                # pilot run in this process: a spec whose outcomes select nothing fails fast
+                first = next(task_iter)
+                report(execute(prep.ctx, *first), 1)
+            if client is not None:
+                stats = run_dask(prep.ctx, task_iter, report, client, watch=slurm)
+            elif workers <= 1:
+                _run_serial(prep.ctx, task_iter, report)
+            else:
+                backend = f"pool({workers})"
+                _run_pool(prep.ctx, task_iter, report, workers)
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+            print("interrupted", file=sys.stderr, flush=True)
+            stopped = SweepInterrupted(hint)
+        except BackendError as exc:
+            stopped = exc
+        finally:
+            sink.flush()
+            if bar is not None:
+                bar.close()
+            if slurm is not None:
+                slurm.close()
+            else:
+                if client is not None:
+                    client.close()
+                if cluster is not None:
+                    cluster.close()
     n_done = len(done) + sink.n_written
+    if isinstance(stopped, BackendError):
+        stopped.problems.append(
+            f"{n_done} of {len(design.runs)} runs are saved in {out}; once fixed, go on with: "
+            f"{hint}"
+        )
+    if stopped is not None:
+        raise stopped
     if n_done >= len(design.runs):
         consolidate(out)
     return SweepSummary(
@@ -553,7 +509,18 @@ def sweep(
         n_errors=n_err,
         wall_seconds=time.perf_counter() - t0,
         backend=backend,
+        peak_workers=stats.peak_workers if stats else None,
+        peak_in_flight=stats.peak_in_flight if stats else None,
+        jobs=slurm.describe() if slurm is not None else "",
     )
+
+
+def _say(bar: Any, msg: str) -> None:
+    """A progress line on stderr that keeps the progress bar intact."""
+    if bar is not None:
+        bar.write(msg, file=sys.stderr)
+    else:
+        print(msg, file=sys.stderr, flush=True)
 
 
 def load_runs(out: str | Path) -> pd.DataFrame:

@@ -14,7 +14,15 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sim.errors import UserError
 from sim.world import Month, format_validation_error, read_toml
@@ -151,19 +159,61 @@ class OutputSpec(_Strict):
 
 
 class ClusterSpec(_Strict):
-    """A dask-jobqueue SLURM cluster started for the sweep (when no --scheduler is given)."""
+    """SLURM worker jobs started for the sweep through dask-jobqueue (when no --scheduler).
+
+    A key left out takes the site's dask-jobqueue configuration (``jobqueue.slurm.<key>`` in
+    ``~/.config/dask/jobqueue.yaml``, ``/etc/dask/`` or ``DASK_CONFIG``), then dask-jobqueue's
+    own default; see ``docs/cluster.md``.
+    """
 
     type: Literal["slurm"] = "slurm"
-    jobs: Annotated[int, Field(ge=1)] = 1
-    cores: Annotated[int, Field(ge=1)] = 16
-    processes: Annotated[int, Field(ge=1)] | None = None
-    memory: str = "32GB"
-    walltime: str = "02:00:00"
-    queue: str | None = None
-    account: str | None = None
-    job_extra_directives: list[str] = Field(default_factory=list)
-    job_script_prologue: list[str] = Field(default_factory=list)
+    jobs: Annotated[int, Field(ge=1)] = Field(1, description="worker jobs kept running")
+    cores: Annotated[int, Field(ge=1)] | None = Field(None, description="cores per job")
+    processes: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Dask worker processes per job (default: site, else = cores)"
+    )
+    memory: str | None = Field(None, description="memory per job, e.g. '32GB'")
+    walltime: str | None = Field(None, description="per job, e.g. '02:00:00'")
+    partition: str | None = Field(
+        None, validation_alias=AliasChoices("partition", "queue"), description="sbatch -p"
+    )
+    account: str | None = Field(None, description="sbatch -A")
+    python: str | None = Field(
+        None,
+        description="Python on the compute nodes (default: site; else 'python3' when a "
+        "prologue is set, else this client's interpreter)",
+    )
+    interface: str | None = Field(
+        None, description="network interface of the scheduler and workers, e.g. 'ib0'"
+    )
+    log_directory: str | None = Field(
+        None, description="job scripts and logs (default: site, else <out>/slurm)"
+    )
+    job_name: str | None = Field(None, description="sbatch -J (default: site, 'dask-worker')")
+    scheduler_options: dict[str, Any] | None = Field(
+        None, description="distributed.Scheduler options, over the site's"
+    )
+    job_extra_directives: list[str] | None = None
+    job_script_prologue: list[str] | None = None
     local_directory: str | None = None
+    max_failed_jobs: Annotated[int, Field(ge=1)] = Field(
+        3, description="jobs in a row that end without finishing a run before the sweep stops"
+    )
+    check_seconds: Annotated[float, Field(gt=0)] = Field(
+        15.0, description="at most this long between squeue checks of the jobs"
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None:
+            from dask.utils import parse_bytes
+
+            try:
+                parse_bytes(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an amount of memory like '32GB'") from None
+        return v
 
 
 class AnalysisSpec(_Strict):

@@ -7,7 +7,8 @@ JSON API (every action carries the caller's token; the server checks it):
 * ``GET /api/games/{code}/state?token=`` -> year, own levers, scoreboard
 * ``POST /api/games/{code}/lever`` ``{token, role, key, value}`` (403 for another role)
 * ``POST /api/games/{code}/advance|undo|deadline`` ``{token[, seconds]}`` (teacher only)
-* ``GET /api/games/{code}/debrief``
+* ``GET /api/games/{code}/debrief`` (with each objective month by month, for the charts)
+* ``GET /echarts.min.js``: ECharts from the offline asset cache, for the debrief's charts
 
 The page (``/``) keeps the token in the browser's local storage, so a refreshed browser
 rejoins its team. uvicorn stops cleanly on SIGTERM and SIGINT.
@@ -20,12 +21,23 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from sim.game.session import GameError, Games
 
 PAGE = Path(__file__).resolve().parent / "page.html"
+
+
+def echarts_file() -> Path | None:
+    """ECharts from the classroom page's offline asset cache (``ndsim ui`` fills it)."""
+    from sim.app_cli import assets_dir, cdn_packages
+
+    for pkg in cdn_packages():
+        if pkg.startswith("echarts@"):
+            path = assets_dir() / pkg / "dist" / "echarts.min.js"
+            return path if path.is_file() else None
+    return None
 
 
 def make_app(games: Games | None = None) -> Starlette:
@@ -100,9 +112,16 @@ def make_app(games: Games | None = None) -> Starlette:
     async def page(_request: Request) -> FileResponse:
         return FileResponse(PAGE, media_type="text/html")
 
+    async def echarts(_request: Request) -> Response:
+        path = echarts_file()
+        if path is None:  # the debrief then shows its tables only
+            return Response("echarts not in the offline asset cache", status_code=404)
+        return FileResponse(path, media_type="text/javascript")
+
     return Starlette(
         routes=[
             Route("/", page),
+            Route("/echarts.min.js", echarts),
             Route("/api/games", api(create), methods=["POST"]),
             Route("/api/games/{code}/join", api(join), methods=["POST"]),
             Route("/api/games/{code}/state", api(state)),

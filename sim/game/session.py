@@ -9,6 +9,7 @@ replays the kept decisions from the start (the run is seeded, so the replay is e
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 import time
@@ -17,10 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from sim.app.controls import Controls
-from sim.app.live import LiveRun, Series
+from sim.app.controls import Controls, world_choices
+from sim.app.live import PRIVATE, LiveRun, series_of
 from sim.calendar import format_month
-from sim.game.levers import ROLES, clamp, neutral_levers, policy_tables
+from sim.game.levers import (
+    ROLES,
+    clamp,
+    ev_maker_oems,
+    game_firms,
+    investments,
+    magnet_maker_plants,
+    neutral_levers,
+    policy_tables,
+    tariff_specs,
+)
+from sim.policies.instruments import KG_PER_T
 
 
 class GameError(Exception):
@@ -40,45 +52,115 @@ class Team:
     token: str
 
 
-def scores(s: Series, base: Series, raw_regions: dict[str, float] | None = None) -> dict:
-    """Each role's objective over the months played, with the no-decision run's value.
+def _cum(x: np.ndarray) -> np.ndarray:
+    return np.cumsum(np.nan_to_num(x))
 
-    China: its share of world magnet output (%). USA, EU: magnet shortage (t) and public money
-    (million USD). EV maker: US shortage (t). Magnet maker: output of plants outside China (t).
+
+def _private(rec, owner: str, metric: str, t: int) -> np.ndarray:
+    """A firm team's cumulative instrument series (USD), zeros where it held none."""
+    out = np.zeros(t)
+    for (m, _, region), arr in rec.policy_series.items():
+        if m == metric and region == PRIVATE + owner:
+            out += np.nan_to_num(arr[:t])
+    return out
+
+
+def objective_series(
+    m, raw: dict[str, Any], invested: list[tuple[int, str, float]]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each role's objectives month by month (cumulative since the start) for a model run.
+
+    China: its share of world magnet output (%). USA, EU: magnet shortage of the region's
+    users (t) and public money (million USD). EV maker: shortage of the US EV makers (t) and its
+    cost: own stock bought less sold, contract payments and investment (million USD). Magnet
+    maker: profit, i.e. margin over unit cost on magnets made by its plants, plus contract
+    income from the EV maker, less its metal stock, metal contract and investment (M USD).
     """
-    t = s.months.size
+    rec, t = m.recorder, m.recorder.t
+    s = series_of(m)
+    ids = {name: k for k, name in enumerate(m.nodes.ids)}
 
-    def total(d: dict[str, np.ndarray], g: str, n: int) -> float:
-        return float(d[g][:n].sum()) if g in d else 0.0
+    def region_total(d: dict[str, np.ndarray], g: str) -> np.ndarray:
+        return _cum(d[g][:t]) if g in d else np.zeros(t)
 
-    def share(x: Series, n: int) -> float:
-        world = sum(float(v[:n].sum()) for v in x.production.values())
-        return 100.0 * total(x.production, "china", n) / world if world > 0 else 0.0
+    def money(g: str) -> np.ndarray:
+        return np.nan_to_num(s.money[g][:t]) / 1e6 if g in s.money else np.zeros(t)
 
-    def money(x: Series, g: str, n: int) -> float:
-        return float(x.money[g][n - 1]) / 1e6 if g in x.money and n else 0.0
+    def spent(owner: str) -> np.ndarray:
+        return (
+            _private(rec, owner, "stockpile_spent_usd", t)
+            - _private(rec, owner, "stockpile_revenue_usd", t)
+            + _private(rec, owner, "price_floor_paid_usd", t)
+        )
 
-    out = {
-        "china": {"China share of magnet output (%)": (share(s, t), share(base, t))},
+    def invest(role: str) -> np.ndarray:
+        out = np.zeros(t)
+        for month, who, usd in invested:
+            k = month - m.start_abs
+            if who == role and 0 <= k < t:
+                out[k:] += usd
+        return out
+
+    world = sum(_cum(v[:t]) for v in s.production.values())
+    china = region_total(s.production, "china")
+    share = np.divide(100.0 * china, world, out=np.zeros(t), where=world > 0)
+    ev = np.array([ids[i] for i in ev_maker_oems(raw) if i in ids], np.int64)
+    plants = np.array([ids[i] for i in magnet_maker_plants(raw) if i in ids], np.int64)
+    margin = (rec.ask[:t, plants] - rec.unit_cost[:t, plants]) * rec.produced[:t, plants]
+    profit = (
+        _cum(margin.sum(axis=1) * KG_PER_T)
+        + _private(rec, "ev_maker", "price_floor_paid_usd", t)
+        - spent("magnet_maker")
+        - invest("magnet_maker")
+    )
+    return {
+        "china": {"China share of magnet output (%)": share},
         "usa": {
-            "US shortage (t)": (total(s.shortage, "usa", t), total(base.shortage, "usa", t)),
-            "US public money (M USD)": (money(s, "usa", t), 0.0),
+            "US shortage (t)": region_total(s.shortage, "usa"),
+            "US public money (M USD)": money("usa"),
         },
         "eu": {
-            "EU shortage (t)": (total(s.shortage, "eu", t), total(base.shortage, "eu", t)),
-            "EU public money (M USD)": (money(s, "eu", t), 0.0),
+            "EU shortage (t)": region_total(s.shortage, "eu"),
+            "EU public money (M USD)": money("eu"),
         },
         "ev_maker": {
-            "US shortage (t)": (total(s.shortage, "usa", t), total(base.shortage, "usa", t))
+            "EV maker shortage (t)": _cum(rec.shortage[:t, ev].sum(axis=1)),
+            "EV maker cost (M USD)": (spent("ev_maker") + invest("ev_maker")) / 1e6,
         },
-        "magnet_maker": {
-            "magnets made outside China (t)": (
-                sum(total(s.production, g, t) for g in s.production if g != "china"),
-                sum(total(base.production, g, t) for g in base.production if g != "china"),
-            )
-        },
+        "magnet_maker": {"Magnet maker profit (M USD)": profit / 1e6},
     }
-    return out
+
+
+@functools.lru_cache(maxsize=8)
+def baseline_objectives(world: str, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """The no-decision game's objectives over the whole run (cached per world and seed)."""
+    run = _game_run(world, seed)
+    while run.model.running:
+        run.model.step()
+    return objective_series(run.model, run.raw, [])
+
+
+def _game_run(world: str, seed: int) -> LiveRun:
+    """A fresh run of the game's world (the world plus :func:`game_firms`)."""
+    from sim.world import read_toml
+
+    path = world_choices().get(world)
+    if path is None:
+        raise GameError(f"world {world!r} is not available here", 400)
+    return LiveRun(Controls(world=world, seed=seed), firms=game_firms(read_toml(path)))
+
+
+def scores(
+    now: dict[str, dict[str, np.ndarray]], base: dict[str, dict[str, np.ndarray]], t: int
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Each objective after ``t`` months: (this game, the no-decision run)."""
+    return {
+        r: {
+            k: (float(v[t - 1]) if t else 0.0, float(base[r][k][t - 1]) if t else 0.0)
+            for k, v in obj.items()
+        }
+        for r, obj in now.items()
+    }
 
 
 @dataclass
@@ -99,7 +181,9 @@ class Game:
         self.run = self._fresh()
 
     def _fresh(self) -> LiveRun:
-        return LiveRun(Controls(world=self.world, seed=self.seed))
+        run = _game_run(self.world, self.seed)
+        run.invested = []  # (month, role, USD) of the teams' investments
+        return run
 
     # ------------------------------------------------------------------ who is who
     def role_of(self, token: str) -> str:
@@ -159,12 +243,28 @@ class Game:
             raise GameError("only the teacher may do this", 403)
 
     def _play_year(self, levers: dict[str, dict[str, float]]) -> None:
-        m = self.run.model
-        tables = policy_tables(
-            levers, self.run.raw, format_month(m.month_abs), format_month(m.month_abs + 11)
+        from sim.policies import Tariffs
+
+        run = self.run
+        m = run.model
+        first, last = format_month(m.month_abs), format_month(m.month_abs + 11)
+        run.apply_tables(
+            policy_tables(levers, run.raw, first, last), f"decisions for {m.month_abs // 12}"
         )
-        self.run.apply_tables(tables, f"decisions for {m.month_abs // 12}")
-        self.run.step(12)
+        specs = tariff_specs(levers, first, last)
+        if specs:  # the US government's tariff table for this year
+            tariffs = Tariffs(m, "usa", specs)
+            m.policies.instruments.append(tariffs)
+            gov = next((g for g in m.governments if getattr(g, "region", None) == "usa"), None)
+            if gov is not None:
+                gov.instruments.append(tariffs)
+        lead = round(12 * m.world.behaviour.lead_time_years.get("magnet_plant", 1.5))
+        ids = {name: k for k, name in enumerate(m.nodes.ids)}
+        for inv in investments(levers, run.raw):  # capacity projects, as a world declares
+            for firm, t_per_yr in inv.firms:
+                m.add_project(m.month_abs + lead, ids[firm], t_per_yr, "investment")
+            run.invested.append((m.month_abs, inv.role, inv.cost_usd))
+        run.step(12)
 
     def advance(self, token: str) -> None:
         """Teacher: play the year with the levers as set now."""
@@ -197,10 +297,16 @@ class Game:
             self.run = keep
 
     # ------------------------------------------------------------------ views
-    def scoreboard(self) -> dict[str, Any]:
+    def objectives(self, run: LiveRun | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """Each role's objectives month by month in ``run`` (default: the game's)."""
+        run = run or self.run
+        return objective_series(run.model, run.raw, run.invested)
+
+    def scoreboard(self, run: LiveRun | None = None) -> dict[str, Any]:
         """Each role's objective now and in the no-decision run over the same months."""
-        s = self.run.series()
-        return scores(s, self.run.baseline())
+        run = run or self.run
+        base = baseline_objectives(self.world, self.seed)
+        return scores(self.objectives(run), base, run.model.recorder.t)
 
     def state(self, token: str) -> dict[str, Any]:
         """What a token may see: its own levers (all, for the teacher), year, scoreboard."""
@@ -244,7 +350,7 @@ class Game:
                         continue
                     alt_year = {**d, role: dict(prev[role])}
                     run = self._replay([*self.decisions[:k], alt_year, *self.decisions[k + 1 :]])
-                    other = scores(run.series(), run.baseline())
+                    other = self.scoreboard(run)
                     effect = {
                         r: {m: final[r][m][0] - other[r][m][0] for m in final[r]} for r in final
                     }
@@ -255,7 +361,27 @@ class Game:
                             "effect": effect,
                         }
                     )
-            return {"code": self.code, "final": final, "years": rows}
+            t = self.run.model.recorder.t
+            first = self.run.model.start_abs
+            base = baseline_objectives(self.world, self.seed)
+            lines = {
+                r: {
+                    k: {
+                        "game": [round(float(x), 2) for x in v[:t]],
+                        "baseline": [round(float(x), 2) for x in base[r][k][:t]],
+                    }
+                    for k, v in obj.items()
+                }
+                for r, obj in self.objectives().items()
+            }
+            months = [f"{(first + k) // 12:04d}-{(first + k) % 12 + 1:02d}" for k in range(t)]
+            return {
+                "code": self.code,
+                "final": final,
+                "years": rows,
+                "months": months,
+                "lines": lines,
+            }
 
 
 class Games:
