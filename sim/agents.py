@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-import mesa
 import numpy as np
 from mesa.discrete_space import FixedAgent
 
+from sim.government import Government  # noqa: F401  (re-export; lives in sim.government)
 from sim.network import NP, P
 
 if TYPE_CHECKING:
@@ -252,19 +252,6 @@ class OEM(Trader):
         s.theta[idx] = np.clip(
             s.theta[idx] + push - b.substitution_decay_per_month, 0.0, s.theta_max[idx]
         )
-
-
-class Government(mesa.Agent):
-    """A policy region's government: holds instruments (tariffs here; more in sim.policies)."""
-
-    def __init__(self, model: SupplyChainModel, region: str, name: str = ""):
-        super().__init__(model)
-        self.region = region
-        self.name = name or f"Government of {region}"
-        self.instruments: list = []  # policy instruments this government holds
-
-    def __repr__(self) -> str:
-        return f"<Government {self.region}>"
 
 
 ROLE_CLASSES: dict[str, type[Trader]] = {

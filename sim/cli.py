@@ -119,7 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(summary_table(res))
     print(
         f"results written to {out}/ (timeseries.parquet, flows.parquet, agents.parquet, "
-        f"manifest.json, figures/{', and the tables as CSV' if args.csv else ''})"
+        f"transfers.parquet, manifest.json, figures/"
+        f"{', and the tables as CSV' if args.csv else ''})"
     )
     return 0
 

@@ -38,11 +38,15 @@ def read_results(run_dir: str | Path) -> Results:
     ]
     if missing:
         raise UserError(f"{d}: not a run directory (missing {', '.join(missing)})")
+    extra = {}
+    if (d / "transfers.parquet").exists():
+        extra["transfers"] = pd.read_parquet(d / "transfers.parquet")
     return Results(
         timeseries=pd.read_parquet(d / "timeseries.parquet"),
         flows=pd.read_parquet(d / "flows.parquet"),
         agents=pd.read_parquet(d / "agents.parquet"),
         manifest=json.loads((d / "manifest.json").read_text()),
+        **extra,
     )
 
 
@@ -74,9 +78,10 @@ def write_results(
         write_parquet(results.timeseries, tmp / "timeseries.parquet")
         write_parquet(results.flows, tmp / "flows.parquet")
         write_parquet(results.agents, tmp / "agents.parquet")
+        write_parquet(results.transfers, tmp / "transfers.parquet")
         if csv:
             tables = {"timeseries": results.timeseries, "flows": results.flows}
-            write_csv({**tables, "agents": results.agents}, tmp)
+            write_csv({**tables, "agents": results.agents, "transfers": results.transfers}, tmp)
         if figures:
             from sim.figures import write_figures
 

@@ -143,6 +143,55 @@ declare(
     ),
 )
 
+_W: tuple[Dim, ...] = ("product", "region")
+declare(
+    Metric(
+        "ndpr_mined_t",
+        "t",
+        "flow",
+        _W,
+        "NdPr contained in concentrate mined in the month (world, product `ndpr`).",
+    ),
+    Metric(
+        "ndpr_recovered_t",
+        "t",
+        "flow",
+        _W,
+        "NdPr in end-of-life magnets collected and swarf returned to recyclers in the month.",
+    ),
+    Metric(
+        "ndpr_lost_t",
+        "t",
+        "flow",
+        _W,
+        "NdPr lost in processing in the month (separation, metal making, magnet making, "
+        "recycling).",
+    ),
+    Metric(
+        "ndpr_to_products_t",
+        "t",
+        "flow",
+        _W,
+        "NdPr in the magnets OEMs used in the month (leaves the supply chain into products).",
+    ),
+    Metric(
+        "ndpr_stock_t",
+        "t",
+        "stock",
+        _W,
+        "NdPr in every stock at the end of the month: firms, in transit, stockpiles. Its "
+        "change equals mined + recovered - lost - to products.",
+    ),
+    Metric(
+        "ndpr_lost_by_stage_t",
+        "t",
+        "flow",
+        ("product", "region", "sector"),
+        "`ndpr_lost_t` by stage (column `sector` holds the stage: separator, metal_maker, "
+        "magnet_plant, recycler).",
+    ),
+)
+
 _POLICY: list[tuple[str, str, Kind, tuple[Dim, ...], str]] = [
     ("licences_active", "count", "count", PR, "export licences in force (exporter region)"),
     (

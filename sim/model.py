@@ -1,104 +1,24 @@
-"""The supply-chain model: Mesa model, state arrays and the monthly phase order."""
+"""The supply-chain model: the monthly schedule (construction: sim.build; state: sim.state)."""
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
 
 import mesa
 import numpy as np
-from mesa.discrete_space import Network
 
-from sim.agents import OEM, ROLE_CLASSES, Converter, Government, Mine, Recycler
+from sim.agents import OEM, Converter, Mine, Recycler
+from sim.build import assemble
 from sim.calendar import parse_month
+from sim.finance import complete, invest, settle, track_risk
+from sim.ledger import KG_PER_T, Capacity, Delivery, Transfer, tally_ndpr
 from sim.market import adjust_prices, clear
-from sim.network import (
-    INPUT,
-    NP,
-    OUTPUTS,
-    ROLES,
-    Links,
-    Nodes,
-    P,
-    build_graph,
-    build_links,
-    stage_layout,
-)
-from sim.network import make_links as choose_links
-from sim.policies import PolicySet, Tariffs
+from sim.network import NP, P
 from sim.recorder import Recorder
-from sim.world import PRODUCTS, SECTORS, World
+from sim.state import MonthTally, State
+from sim.world import SECTORS, World
 
-
-@dataclass
-class MonthTally:
-    """Per-product production and consumption of the current month (tonnes)."""
-
-    production_p: np.ndarray = field(default_factory=lambda: np.zeros(NP))
-    consumption_p: np.ndarray = field(default_factory=lambda: np.zeros(NP))
-
-    def reset(self) -> None:
-        """Zero the tallies."""
-        self.production_p.fill(0.0)
-        self.consumption_p.fill(0.0)
-
-
-class State:
-    """Struct-of-arrays agent state; row ``i`` belongs to node ``i`` (see :class:`Nodes`)."""
-
-    def __init__(self, n: int):
-        z = lambda: np.zeros(n)  # noqa: E731
-        self.cap = z()  # installed capacity, t output / yr
-        self.online = np.zeros(n, bool)
-        self.outage_factor = np.ones(n)
-        self.outage_left = np.zeros(n, np.int64)
-        self.conv_cost = z()  # usd/kg output, excl. inputs
-        self.unit_cost = z()  # usd/kg output, incl. inputs at recent purchase prices
-        self.in_product = np.full(n, -1, np.int64)
-        self.out_product = np.full(n, -1, np.int64)
-        self.region = np.zeros(n, np.int64)
-        self.in_ratio = z()  # t input per t output
-        self.recovery = np.ones(n)
-        self.feed_share0 = z()
-        self.feed_ndpr = z()  # separators: t NdPr oxide contained in input stock
-        self.scrap_ratio = z()
-        self.collection_rate = z()
-        self.collect_share = z()
-        self.expandable = np.zeros(n, bool)
-        self.inv_in = z()
-        self.inv_out = np.zeros((n, NP))
-        self.pipeline = z()  # in transit towards the node
-        self.ask = np.zeros((n, NP))
-        self.sales_ema = np.zeros((n, NP))
-        self.prod_ema = z()
-        self.margin_ema = z()
-        self.buy_price_ema = z()
-        self.lead_mean = np.ones(n)
-        # per-month flows (reset each month)
-        self.produced = z()
-        self.consumed = z()
-        self.collected = z()
-        # OEMs
-        self.sector = np.zeros(n, np.int64)
-        self.base_demand = z()  # t / month at start
-        self.elasticity = z()
-        self.price_ref = np.ones(n)
-        self.theta = z()
-        self.theta_max = z()
-        self.target_cover = z()
-        self.demand = z()
-        self.demand_ema = z()
-        self.shortage = z()
-        self.pending = np.zeros(n, bool)
-        self.input_bound = np.zeros(n, bool)
-        self.plan = z()  # output planned this month (before input limits), t
-
-    def reset_month(self) -> None:
-        """Zero the per-month flow arrays."""
-        self.produced.fill(0.0)
-        self.consumed.fill(0.0)
-        self.collected.fill(0.0)
-        self.shortage.fill(0.0)
+__all__ = ["MonthTally", "State", "SupplyChainModel"]
 
 
 class SupplyChainModel(mesa.Model):
@@ -131,273 +51,10 @@ class SupplyChainModel(mesa.Model):
         self.month_abs = self.start_abs
         self.tau = 0  # months stepped, spin-up included
         self.month = MonthTally()
-        self._build_nodes()
-        self._build_network()
-        self._build_state()
-        self._build_demand()
-        self._build_projects()
-        self.governments = [Government(self, g.region, g.name) for g in world.governments]
-        self.policies = self._build_policies()
+        assemble(self, record=record)
         self.recorder: Recorder | None = None
         self._spin_up(world.calendar.spinup_months)
         self.recorder = Recorder(self) if record else None
-
-    # ------------------------------------------------------------------ construction
-    def _build_nodes(self) -> None:
-        w = self.world
-        tables = w.firm_tables()
-        rows: list[tuple[str, object]] = []
-        for role in ROLES[:-1]:
-            rows += [(role, spec) for spec in sorted(tables[role], key=lambda s: s.id)]
-        rows += [("oem", spec) for spec in sorted(w.oems, key=lambda s: s.id)]
-        regions = sorted({spec.region for _, spec in rows} | {g.region for g in w.governments})
-        self.node_specs = [spec for _, spec in rows]
-        self.nodes = Nodes(
-            ids=tuple(spec.id for _, spec in rows),
-            role=np.array([ROLES.index(r) for r, _ in rows], np.int64),
-            region=np.array([regions.index(spec.region) for _, spec in rows], np.int64),
-            regions=tuple(regions),
-            in_product=np.array([P[INPUT[r]] if INPUT[r] else -1 for r, _ in rows], np.int64),
-        )
-        self.idx: dict[str, np.ndarray] = {
-            r: np.flatnonzero(self.nodes.role == k) for k, r in enumerate(ROLES)
-        }
-        self.idx["firm"] = np.flatnonzero(self.nodes.role != ROLES.index("oem"))
-        self.idx["buyer"] = np.flatnonzero(self.nodes.in_product >= 0)
-        self.idx["converter"] = np.flatnonzero(
-            (self.nodes.in_product >= 0) & (self.nodes.role != ROLES.index("oem"))
-        )
-        self.agent_of: list[mesa.Agent] = []
-        for i, (role, spec) in enumerate(rows):
-            cls = ROLE_CLASSES[role]
-            self.agent_of.append(cls(self, i, spec.id, spec.name, spec.region))
-
-    def _build_network(self) -> None:
-        src, dst, prod = choose_links(self.nodes, self.world.network, self.rng)
-        self.links: Links = build_links(self.nodes, self.world.network, src, dst, prod)
-        names = {spec.id: spec.name for spec in self.node_specs}
-        self.graph = build_graph(self.nodes, self.links, names)
-        # deterministic layout: stage order left to right, agents spread within a stage
-        self.layout = stage_layout(self.nodes)
-        self.space = Network(self.graph, random=self.random, layout=self.layout)
-        for agent in self.agent_of:
-            agent.cell = self.space[agent.node_id]
-        lead_sum = np.bincount(self.links.dst, self.links.lead_months, minlength=self.nodes.n)
-        lead_cnt = np.bincount(self.links.dst, minlength=self.nodes.n)
-        self.horizon = int(self.links.lead_months.max(initial=1)) + 2
-        self.transit = np.zeros((self.horizon, self.links.n))
-        self.relationship = np.zeros(self.links.n)  # link's share of the buyer's purchases
-        self.link_rent = np.zeros(self.links.n)  # usd/kg premium of a binding link cap
-        self._lead_mean = np.divide(
-            lead_sum, lead_cnt, out=np.ones(self.nodes.n), where=lead_cnt > 0
-        )
-        share = np.zeros(self.links.n)
-        mines = self.idx["mine"]
-        mine_share = np.zeros(self.nodes.n)
-        mine_share[mines] = [self.node_specs[i].ndpr_share for i in mines]
-        conc = self.links.product == P["concentrate"]
-        share[conc] = mine_share[self.links.src[conc]]
-        self.link_ndpr_share = share
-        self.sell_slots = self._seller_slots()
-        dom_name = self.world.market.domestic_region
-        dom = self.nodes.regions.index(dom_name) if dom_name in self.nodes.regions else -1
-        self._seller_dom = self.nodes.region[self.sell_slots // NP] == dom
-        self._link_foreign = self.nodes.region[self.links.dst] != dom
-
-    def _seller_slots(self) -> np.ndarray:
-        role_names = [ROLES[r] for r in self.nodes.role]
-        slots = [i * NP + P[p] for i, r in enumerate(role_names) for p in OUTPUTS[r]]
-        return np.array(sorted(slots), np.int64)
-
-    def _build_state(self) -> None:
-        w, b, n = self.world, self.world.behaviour, self.nodes.n
-        s = self.state = State(n)
-        s.region[:] = self.nodes.region
-        s.in_product[:] = self.nodes.in_product
-        s.lead_mean[:] = self._lead_mean
-        price0 = np.array([w.market.initial_price_usd_per_kg[p] for p in PRODUCTS])
-        self.ref_price = price0.copy()
-        self.price_index = (price0.copy(), np.full(NP, np.nan))
-        s.ask[:] = price0
-        mines = self.idx["mine"]
-        sold_share = np.array([self.node_specs[i].ndpr_share for i in mines]) if mines.size else []
-        cap_weights = np.array([self.node_specs[i].capacity_t_per_yr for i in mines])
-        avg_share = (
-            float(np.average(sold_share, weights=cap_weights))
-            if mines.size and cap_weights.sum() > 0
-            else 0.2
-        )
-        for i, spec in enumerate(self.node_specs):
-            role = ROLES[self.nodes.role[i]]
-            if role == "oem":
-                continue
-            s.out_product[i] = P[OUTPUTS[role][0]]
-            s.cap[i] = spec.capacity_t_per_yr
-            s.online[i] = spec.online is None or parse_month(spec.online) <= self.start_abs
-            s.conv_cost[i] = spec.unit_cost_usd_per_kg
-            s.expandable[i] = spec.expandable
-            if role == "separator":
-                s.recovery[i] = spec.recovery
-                s.feed_share0[i] = avg_share
-                s.in_ratio[i] = 1.0 / (avg_share * spec.recovery)
-            elif role in ("metal_maker", "magnet_plant", "recycler"):
-                s.in_ratio[i] = spec.input_t_per_t
-            if role == "magnet_plant":
-                s.scrap_ratio[i] = spec.scrap_t_per_t
-            if role == "recycler":
-                s.collection_rate[i] = spec.collection_rate
-        # recyclers share their region's end-of-life flow by capacity
-        rec = self.idx["recycler"]
-        for r in np.unique(s.region[rec]):
-            members = rec[s.region[rec] == r]
-            caps = s.cap[members]
-            s.collect_share[members] = caps / caps.sum() if caps.sum() > 0 else 1 / members.size
-        self._balanced_start(avg_share)
-        self._fill_supply_lines()
-        self._markup = np.array([b.markup.get(ROLES[r], 0.0) for r in self.nodes.role], dtype=float)
-        self._update_unit_cost()
-
-    def _balanced_start(self, avg_share: float) -> None:
-        """Set initial flows consistent with start-year demand.
-
-        Each stage's required output, from magnets back to concentrate, is spread over its
-        online firms pro rata to capacity (capped at capacity); stocks start at their target
-        cover.
-        """
-        s, b = self.state, self.world.behaviour
-        need = sum(self.node_specs[i].demand_t_per_yr for i in self.idx["oem"]) / 12.0
-        cap_m = s.cap / 12.0 * s.online
-
-        def spread(idx: np.ndarray, required: float) -> np.ndarray:
-            total = cap_m[idx].sum()
-            share = required / total if total > 0 else 0.0
-            out = cap_m[idx] * min(share, 1.0)
-            s.prod_ema[idx] = out
-            s.plan[idx] = out
-            return out
-
-        mag = spread(self.idx["magnet_plant"], need)
-        mag_use = float((mag * s.in_ratio[self.idx["magnet_plant"]]).sum())
-        metal = spread(self.idx["metal_maker"], mag_use)
-        oxide_need = float((metal * s.in_ratio[self.idx["metal_maker"]]).sum())
-        rec = self.idx["recycler"]
-        scrap = float((mag * s.scrap_ratio[self.idx["magnet_plant"]]).sum())
-        rec_share = cap_m[rec] / cap_m[rec].sum() if cap_m[rec].sum() > 0 else cap_m[rec]
-        rec_out = np.minimum(cap_m[rec], scrap * rec_share / np.maximum(s.in_ratio[rec], 1e-9))
-        s.prod_ema[rec] = rec_out
-        sep = spread(self.idx["separator"], max(oxide_need - float(rec_out.sum()), 0.0))
-        spread(self.idx["mine"], float((sep * s.in_ratio[self.idx["separator"]]).sum()))
-        for i in self.idx["firm"]:
-            monthly = s.prod_ema[i]
-            out = s.out_product[i]
-            s.sales_ema[i, out] = monthly
-            s.inv_out[i, out] = b.seller_target_cover_months * monthly
-            if ROLES[self.nodes.role[i]] == "magnet_plant":
-                s.sales_ema[i, P["scrap"]] = monthly * s.scrap_ratio[i]
-            if s.in_product[i] >= 0:
-                s.inv_in[i] = b.buyer_target_cover_months * monthly * s.in_ratio[i]
-                s.buy_price_ema[i] = self.ref_price[s.in_product[i]]
-            if ROLES[self.nodes.role[i]] == "separator":
-                s.feed_ndpr[i] = s.inv_in[i] * avg_share
-
-    def _fill_supply_lines(self) -> None:
-        """Start with goods in transit as if the initial flows had run for their lead times.
-
-        Each buyer's expected use is split over its links by sellers' sales and landed cost.
-        """
-        s, links, b = self.state, self.links, self.world.behaviour
-        if links.n == 0:
-            return
-        use = np.zeros(self.nodes.n)
-        conv = self.idx["converter"]
-        use[conv] = s.prod_ema[conv] * s.in_ratio[conv]
-        oem = self.idx["oem"]
-        use[oem] = [self.node_specs[i].demand_t_per_yr / 12.0 for i in oem]
-        landed = s.ask.reshape(-1)[links.slot] + links.transport_usd_per_kg
-        rel = landed / self.ref_price[links.product]
-        w = s.sales_ema.reshape(-1)[links.slot] * np.exp(-b.price_sensitivity * rel)
-        tot = np.bincount(links.dst, w, minlength=self.nodes.n)
-        flow = np.divide(w, tot[links.dst], out=np.zeros(links.n), where=tot[links.dst] > 0)
-        flow *= use[links.dst]
-        for k in range(int(links.lead_months.max())):
-            self.transit[k % self.horizon] += np.where(links.lead_months > k, flow, 0.0)
-        s.pipeline[:] = np.bincount(links.dst, flow * links.lead_months, minlength=self.nodes.n)
-        self.relationship = np.divide(
-            flow, use[links.dst], out=np.zeros(links.n), where=use[links.dst] > 0
-        )
-        got = np.bincount(links.dst, flow, minlength=self.nodes.n)
-        s.lead_mean[:] = np.divide(s.pipeline, got, out=s.lead_mean.copy(), where=got > 0)
-
-    def _build_demand(self) -> None:
-        w, s = self.world, self.state
-        oems = self.idx["oem"]
-        p_mag = w.market.initial_price_usd_per_kg["magnet"]
-        for i in oems:
-            spec = self.node_specs[i]
-            sec = w.sectors[spec.sector]
-            s.sector[i] = SECTORS.index(spec.sector)
-            s.base_demand[i] = spec.demand_t_per_yr / 12.0
-            s.elasticity[i] = sec.price_elasticity
-            s.theta_max[i] = sec.substitution_max
-            s.price_ref[i] = p_mag
-            s.buy_price_ema[i] = p_mag
-            s.target_cover[i] = spec.target_cover_months
-            s.demand_ema[i] = s.base_demand[i]
-            s.inv_in[i] = spec.target_cover_months * s.base_demand[i]
-        # demand growth factor by month and sector, relative to the start month
-        mult = w.behaviour.demand_growth_multiplier
-        months = np.arange(self.start_abs, self.end_abs + 1)
-        rates = np.zeros((months.size, len(SECTORS)))
-        for k, name in enumerate(SECTORS):
-            sec = w.sectors.get(name)
-            if sec is None:
-                continue
-            for year, rate in sec.growth:
-                rates[months // 12 >= year, k] = rate * mult
-        monthly = np.power(1.0 + rates, 1.0 / 12.0)
-        gf = np.cumprod(monthly, axis=0) / monthly[0]
-        self._growth = gf
-        self.growth_factor = gf[0]
-        # end-of-life history ring: magnets put into use by (region, sector), back-cast
-        lifetimes = np.array(
-            [round(w.sectors[n].lifetime_years * 12) if n in w.sectors else 1 for n in SECTORS]
-        )
-        self._eol_lag = lifetimes
-        self._eol_h = int(lifetimes.max()) + 1
-        n_reg = len(self.nodes.regions)
-        hist = np.zeros((self._eol_h, n_reg, len(SECTORS)))
-        base = np.zeros((n_reg, len(SECTORS)))
-        np.add.at(base, (s.region[oems], s.sector[oems]), s.base_demand[oems])
-        first_rate = rates[0] / mult if mult > 0 else rates[0]
-        for k in range(1, self._eol_h):
-            hist[(-k) % self._eol_h] = base * np.power(1.0 + first_rate, -k / 12.0)
-        self._eol_hist = hist
-        self._eol_slot = s.region * len(SECTORS) + s.sector
-
-    def _build_projects(self) -> None:
-        index = {nid: i for i, nid in enumerate(self.nodes.ids)}
-        # a heap of (month, node, sequence, delta_t_per_yr, origin): cheap to add to, popped
-        # in (month, node, insertion) order
-        self.projects: list[tuple[int, int, int, float, str]] = []
-        self._project_seq = 0
-        for p in self.world.projects:
-            self.add_project(parse_month(p.online), index[p.firm], p.capacity_t_per_yr, "planned")
-        for i, spec in enumerate(self.node_specs):
-            if getattr(spec, "online", None) and not self.state.online[i]:
-                self.add_project(parse_month(spec.online), i, 0.0, "start")
-        self.capacity_added = []  # (month, node, delta, origin) applied
-
-    def _build_policies(self) -> PolicySet:
-        instruments = []
-        for gov, spec in zip(self.governments, self.world.governments, strict=True):
-            if spec.tariffs:
-                tariffs = Tariffs(self, spec.region, spec.tariffs)
-                gov.instruments.append(tariffs)
-                instruments.append(tariffs)
-        from sim.policies.registry import build_instruments
-
-        instruments += build_instruments(self, self.world.policies)
-        return PolicySet(instruments)
 
     # ------------------------------------------------------------------ helpers
     def available_capacity_t(self, idx: np.ndarray) -> np.ndarray:
@@ -442,9 +99,11 @@ class SupplyChainModel(mesa.Model):
     # ------------------------------------------------------------------ phases
     def _spin_up(self, months: int) -> None:
         self._spinning = True
+        self.ledger.month_row = -1  # spin-up payments move balances but are not reported
         for _ in range(months):
             self._month()
         self._spinning = False
+        self.ledger.mark_opening()
         # the spin-up's shocks do not carry into the recorded period
         self.state.outage_factor.fill(1.0)
         self.state.outage_left.fill(0)
@@ -455,6 +114,7 @@ class SupplyChainModel(mesa.Model):
             self.running = False
             return
         self.growth_factor = self._growth[self.month_abs - self.start_abs]
+        self.ledger.month_row = self.recorder.t if self.recorder is not None else -1
         self._month()
         if self.recorder is not None:
             self.recorder.record(self)
@@ -466,7 +126,10 @@ class SupplyChainModel(mesa.Model):
         """One month, phases in fixed order."""
         self.month.reset()
         self.state.reset_month()
-        self.policies.update(self)  # governments set this month's instruments
+        self.deliveries.clear()
+        self.post(self.policies.update(self))  # governments set this month's instruments
+        s = self.state  # planning cost: conversion cost less instruments' cuts, never negative
+        np.maximum(s.op_cost - self.policies.cost_cut(self), 0.0, out=s.conv_cost)
         self.receive()
         self.build()
         self._update_unit_cost()
@@ -474,15 +137,21 @@ class SupplyChainModel(mesa.Model):
         Recycler.collect(self)
         Converter.produce(self)  # separators, metal makers, magnet plants, recyclers
         OEM.use_magnets(self)
+        if self.recorder is not None:  # NdPr flows are only counted for the record
+            self.ndpr = tally_ndpr(self)
         self.place_orders()
         self.trade()
-        self.policies.after_trade(self)
+        self.pay_for_trade()
+        self.post(self.policies.after_trade(self))
+        self.pay_running_costs()
         self.price_index = self._price_index()
         self.set_prices()
         self.update_expectations()
         OEM.substitute(self)
+        track_risk(self)
+        settle(self)
         if not self._spinning:
-            self.invest()
+            invest(self)
         self.tau += 1
 
     def receive(self) -> None:
@@ -499,12 +168,19 @@ class SupplyChainModel(mesa.Model):
                 self.links.dst, arriving * self.link_ndpr_share, minlength=self.nodes.n
             )
         arriving.fill(0.0)
+        delivered = self.delivery[row]  # instruments' deliveries (stockpile releases)
+        s.inv_in += delivered
+        s.pipeline -= delivered
+        np.maximum(s.pipeline, 0.0, out=s.pipeline)
+        delivered.fill(0.0)
+        self.deliveries_pending = bool(self.delivery.any())
 
     def build(self) -> None:
         """Capacity projects come online; random outages start and end."""
         s, b = self.state, self.world.behaviour
         while self.projects and self.projects[0][0] <= self.month_abs and not self._spinning:
-            month, node, _, delta, origin = heapq.heappop(self.projects)
+            month, node, seq, delta, origin = heapq.heappop(self.projects)
+            delta *= complete(self, seq, node)
             s.cap[node] = max(s.cap[node] + delta, 0.0)
             s.online[node] = True
             s.pending[node] = False
@@ -663,40 +339,80 @@ class SupplyChainModel(mesa.Model):
         margin = np.divide(price - cost, cost, out=np.zeros(firms.size), where=cost > 0)
         s.margin_ema[firms] = (1 - a / 3) * s.margin_ema[firms] + (a / 3) * margin
 
-    def invest(self) -> None:
-        """Each January firms expand on sustained margins and high use, or cut capacity."""
-        if self.month_abs % 12 != 0:
+    def pay_for_trade(self) -> None:
+        """Post the month's trade payments from the clearing, per link (see Clearing).
+
+        The buyer pays the seller the ask (``trade``) and the scarcity rent of a binding cap
+        (``border_rent``), the importing government the tariff, the exporting government the
+        export duty and the carriers transport.
+        """
+        c, links, led = self.clearing, self.links, self.ledger
+        if links.n == 0:
             return
-        s, b = self.state, self.world.behaviour
+        kg = c.shipped_t * KG_PER_T
+        comp = self._trade_comp  # rows: ask, rent, tariff, duty, transport (USD/kg)
+        comp[0] = c.price_usd_per_kg
+        comp[0] -= c.rent_usd_per_kg
+        comp[1] = c.rent_usd_per_kg
+        comp[2] = c.tariff_usd_per_kg
+        comp[3] = c.duty_usd_per_kg
+        comp[4] = c.transport_usd_per_kg
+        usd = comp * kg
+        n = led.balance.size
+        net = np.bincount(self._trade_payee.ravel(), usd.ravel(), minlength=n)
+        net -= np.bincount(links.dst, usd.sum(axis=0), minlength=n)
+        led.post_net(net)
+        if led.record:
+            paid = usd > 0
+            led.keep(
+                self._trade_kind[paid], self._trade_payer[paid], self._trade_payee[paid], usd[paid]
+            )
+
+    def pay_running_costs(self) -> None:
+        """Firms pay conversion costs to households; households pay OEMs for magnets used.
+
+        OEMs pass magnets on at their recent purchase price (``buy_price_ema``).
+        """
+        s, led = self.state, self.ledger
         firms = self.idx["firm"]
-        cap_m = s.cap[firms] / 12.0
-        util = np.divide(s.prod_ema[firms], cap_m, out=np.zeros(firms.size), where=cap_m > 0)
-        grow = (
-            s.expandable[firms]
-            & s.online[firms]
-            & ~s.pending[firms]
-            & (s.cap[firms] > 0)
-            & (util > b.investment_utilisation_trigger)
-            & (s.margin_ema[firms] > self._markup[firms] + b.investment_hurdle_margin)
-        )
-        who = firms[grow]
-        if who.size:
-            mean = np.array([b.lead_time_years[ROLES[self.nodes.role[i]]] for i in who]) * 12
-            lead = np.maximum(
-                np.round(mean * np.exp(self.rng.normal(0.0, b.lead_time_sd_log, who.size))), 1
-            ).astype(int)
-            for i, months in zip(who.tolist(), lead.tolist(), strict=True):
-                delta = b.expansion_step * float(s.cap[i])
-                self.add_project(self.month_abs + months, i, delta, "expansion")
-                s.pending[i] = True
-        shrink = firms[
-            s.online[firms] & (s.cap[firms] > 0) & (s.margin_ema[firms] < b.closure_margin)
-        ]
-        if shrink.size:
-            delta = -b.closure_step * s.cap[shrink]
-            s.cap[shrink] += delta
-            for i, d in zip(shrink.tolist(), delta.tolist(), strict=True):
-                self.capacity_added.append((self.month_abs, i, d, "closure"))
+        hh = self.households[s.region]
+        oem = self.idx["oem"]
+        cost = s.op_cost[firms] * s.produced[firms] * KG_PER_T
+        use = s.consumed[oem] * s.buy_price_ema[oem] * KG_PER_T
+        net = np.zeros(led.balance.size)
+        net[firms] = -cost
+        net[oem] = use
+        net += np.bincount(hh[firms], cost, minlength=net.size)
+        net -= np.bincount(hh[oem], use, minlength=net.size)
+        led.post_net(net)
+        led.keep("operating_cost", firms, hh[firms], cost)
+        led.keep("magnet_use", hh[oem], oem, use)
+
+    def post(self, effects: list[Transfer | Delivery | Capacity]) -> None:
+        """Post instruments' effects.
+
+        Transfers go to the ledger, deliveries into transit, capacity onto the project heap
+        (online this month).
+        """
+        for e in effects:
+            if isinstance(e, Capacity):
+                self.add_project(self.month_abs, e.node, e.capacity_t_per_yr, e.origin)
+            elif isinstance(e, Delivery):
+                row = (self.tau + max(e.lead_months, 1)) % self.horizon
+                np.add.at(self.delivery[row], e.nodes, e.tonnes)
+                self.deliveries_pending = True
+                np.add.at(self.state.pipeline, e.nodes, e.tonnes)
+                self.deliveries.append(e)
+            else:
+                self.ledger.post(e.kind, e.payer, e.payee, e.usd)
+
+    def delivery_stock_by_product(self) -> np.ndarray:
+        """Tonnes instruments have delivered that are still in transit, per product."""
+        if not self.deliveries_pending:
+            return np.zeros(NP)
+        inbound = self.delivery.sum(axis=0)
+        buyers = self.state.in_product >= 0
+        return np.bincount(self.state.in_product[buyers], inbound[buyers], minlength=NP)
 
     # ------------------------------------------------------------------ running
     def run(self) -> None:
@@ -711,6 +427,7 @@ class SupplyChainModel(mesa.Model):
         buyers = s.in_product >= 0
         inv += np.bincount(s.in_product[buyers], s.inv_in[buyers], minlength=NP)
         inv += np.bincount(self.links.product, self.transit.sum(axis=0), minlength=NP)
+        inv += self.delivery_stock_by_product()
         inv += self.policies_stock_by_product()
         return inv
 

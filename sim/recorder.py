@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.ledger import Delivery, ndpr_stock_t
 from sim.network import NP, P
 
 if TYPE_CHECKING:
@@ -35,12 +36,17 @@ class Recorder:
         self.shortage = f(T, n)
         self.theta = f(T, n)
         self.shipped = np.zeros((T, e), np.float64)
+        self.landed = np.zeros((T, e), np.float64)
         self.transit_p = f(T, NP)
         self.production_p = f(T, NP)
         self.consumption_p = f(T, NP)
         self.stock_p = f(T, NP)
         self.policy_series: dict[str, np.ndarray] = {}
         self.opening_stock_p = model.inventory_by_product()
+        # NdPr element (t): mined, recovered, lost (4 stages), to products, stock
+        self.ndpr = f(T, 8)
+        self.opening_ndpr_t = ndpr_stock_t(model)
+        self.deliveries: list[tuple[int, Delivery]] = []
 
     def record(self, model: SupplyChainModel) -> None:
         """Copy this month's state into row ``t``."""
@@ -62,13 +68,25 @@ class Recorder:
         self.shortage[t] = s.shortage
         self.theta[t] = s.theta
         self.shipped[t] = model.clearing.shipped_t
-        self.transit_p[t] = np.bincount(
-            model.links.product, model.transit.sum(axis=0), minlength=NP
+        self.landed[t] = model.clearing.landed_usd_per_kg
+        self.transit_p[t] = (
+            np.bincount(model.links.product, model.transit.sum(axis=0), minlength=NP)
+            + model.delivery_stock_by_product()
         )
         self.production_p[t] = model.month.production_p
         self.consumption_p[t] = model.month.consumption_p
         self.stock_p[t] = model.inventory_by_product()
+        nd = model.ndpr
+        self.ndpr[t, 0] = nd.mined
+        self.ndpr[t, 1] = nd.recovered
+        self.ndpr[t, 2:6] = nd.lost
+        self.ndpr[t, 6] = nd.to_products
+        self.ndpr[t, 7] = ndpr_stock_t(model)
+        self.deliveries += [(t, d) for d in model.deliveries]
         for ins in model.policies.instruments:
+            observe = getattr(ins, "observe", None)
+            if observe is not None:
+                observe(model)
             for key, value in getattr(ins, "series", lambda: {})().items():
                 arr = self.policy_series.setdefault(key, np.full(self.T, np.nan))
                 arr[t] = value

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from sim.calendar import month_starts
+from sim.ledger import KINDS, LOSS_STAGES
 from sim.metrics import get as get_metric
 from sim.metrics import price_markets
 from sim.network import NP, ROLES
@@ -27,6 +28,14 @@ TS_DTYPES = {
     "sector": object,
     "value": "float64",
 }
+TRANSFER_COLUMNS = ["date", "payer", "payee", "kind", "usd"]
+NDPR_METRICS = (
+    "ndpr_mined_t",
+    "ndpr_recovered_t",
+    "ndpr_lost_t",
+    "ndpr_to_products_t",
+    "ndpr_stock_t",
+)
 
 
 @dataclass
@@ -38,12 +47,14 @@ class Results:
         flows: Shipments: date, product, source, target, source_region, target_region, tonnes.
         agents: Per agent per month state.
         manifest: Run metadata (seed, versions, world, timings).
+        transfers: Money: date, payer, payee, kind, usd (see :mod:`sim.ledger`).
     """
 
     timeseries: pd.DataFrame
     flows: pd.DataFrame
     agents: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
+    transfers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TRANSFER_COLUMNS))
 
     def series(
         self, metric: str, product: str = "", region: str = "", sector: str = ""
@@ -295,6 +306,43 @@ def _shortage(c: BuildContext) -> list[pd.DataFrame]:
     return [c.oem_block("shortage_t", c.model.recorder.shortage)]
 
 
+@builds("ndpr_mined_t")
+def _ndpr_mined(c: BuildContext) -> list[pd.DataFrame]:
+    return _ndpr(c, "ndpr_mined_t", c.model.recorder.ndpr[: c.T, 0])
+
+
+@builds("ndpr_recovered_t")
+def _ndpr_recovered(c: BuildContext) -> list[pd.DataFrame]:
+    return _ndpr(c, "ndpr_recovered_t", c.model.recorder.ndpr[: c.T, 1])
+
+
+@builds("ndpr_lost_t")
+def _ndpr_lost(c: BuildContext) -> list[pd.DataFrame]:
+    return _ndpr(c, "ndpr_lost_t", c.model.recorder.ndpr[: c.T, 2:6].sum(axis=1))
+
+
+@builds("ndpr_to_products_t")
+def _ndpr_to_products(c: BuildContext) -> list[pd.DataFrame]:
+    return _ndpr(c, "ndpr_to_products_t", c.model.recorder.ndpr[: c.T, 6])
+
+
+@builds("ndpr_stock_t")
+def _ndpr_stock(c: BuildContext) -> list[pd.DataFrame]:
+    return _ndpr(c, "ndpr_stock_t", c.model.recorder.ndpr[: c.T, 7])
+
+
+@builds("ndpr_lost_by_stage_t")
+def _ndpr_lost_by_stage(c: BuildContext) -> list[pd.DataFrame]:
+    stages = [("ndpr", "world", role) for role in LOSS_STAGES]
+    nd = c.model.recorder.ndpr[: c.T, 2:6]
+    return [tidy_block(c.dates, "ndpr_lost_by_stage_t", stages, nd)]
+
+
+def _ndpr(c: BuildContext, metric: str, values: np.ndarray) -> list[pd.DataFrame]:
+    """A world NdPr total (region ``world``, product ``ndpr``)."""
+    return [tidy_block(c.dates, metric, [("ndpr", "world", "")], values[:, None])]
+
+
 def build_timeseries(model: SupplyChainModel, metrics: set[str] | None = None) -> pd.DataFrame:
     """The tidy time series of a finished model: every metric, or only ``metrics``.
 
@@ -336,16 +384,57 @@ def build_results(model: SupplyChainModel, manifest: dict[str, Any] | None = Non
     man = dict(manifest or {})
     man["opening_inventory_t"] = {p: float(rec.opening_stock_p[k]) for k, p in enumerate(PRODUCTS)}
     man.setdefault("domestic_region", model.world.market.domestic_region)
-    return Results(timeseries=ts, flows=flows, agents=agents, manifest=man)
+    man["opening_ndpr_t"] = float(rec.opening_ndpr_t)
+    transfers = _transfers(model, dates, T)
+    return Results(timeseries=ts, flows=flows, agents=agents, manifest=man, transfers=transfers)
+
+
+def _transfers(model: SupplyChainModel, dates: np.ndarray, T: int) -> pd.DataFrame:
+    """Every posted USD of the recorded months, summed by (date, payer, payee, kind)."""
+    led = model.ledger
+    rows = [r for r in led.rows if 0 <= r[0] < T]
+    if not rows:
+        return pd.DataFrame(
+            {c: pd.Series(dtype="float64" if c == "usd" else "object") for c in TRANSFER_COLUMNS}
+        ).astype({"date": "datetime64[ns]"})
+    t = np.concatenate([np.full(r[1].size, r[0]) for r in rows])
+    payer = np.concatenate([r[1] for r in rows])
+    payee = np.concatenate([r[2] for r in rows])
+    kind = np.concatenate([r[3] for r in rows])
+    usd = np.concatenate([r[4] for r in rows])
+    P_, K = len(led.parties), len(KINDS)
+    key = ((t * P_ + payer) * P_ + payee) * K + kind
+    pos = usd > 0
+    key, usd = key[pos], usd[pos]
+    uniq, inv = np.unique(key, return_inverse=True)
+    total = np.bincount(inv, usd)
+    k = uniq % K
+    rest = uniq // K
+    pe = rest % P_
+    rest //= P_
+    pr = rest % P_
+    tt = rest // P_
+    names = np.array(led.parties, dtype=object)
+    return pd.DataFrame(
+        {
+            "date": dates[tt],
+            "payer": names[pr].astype(str),
+            "payee": names[pe].astype(str),
+            "kind": np.array(KINDS, dtype=object)[k].astype(str),
+            "usd": total,
+        }
+    )
 
 
 def _flows(model: SupplyChainModel, dates: np.ndarray, T: int) -> pd.DataFrame:
+    """Shipments over links, plus instruments' purchases and deliveries (stockpiles)."""
     rec, links, nodes = model.recorder, model.links, model.nodes
     t_idx, e_idx = np.nonzero(rec.shipped[:T] > 1e-9)
     ids = np.array(nodes.ids, dtype=object)
     regions = np.array(nodes.regions, dtype=object)
     src, dst = links.src[e_idx], links.dst[e_idx]
-    return pd.DataFrame(
+    tonnes = rec.shipped[t_idx, e_idx]
+    main = pd.DataFrame(
         {
             "date": dates[t_idx],
             "product": np.array(PRODUCTS, dtype=object)[links.product[e_idx]].astype(str),
@@ -353,8 +442,34 @@ def _flows(model: SupplyChainModel, dates: np.ndarray, T: int) -> pd.DataFrame:
             "target": ids[dst].astype(str),
             "source_region": regions[nodes.region[src]].astype(str),
             "target_region": regions[nodes.region[dst]].astype(str),
-            "tonnes": rec.shipped[t_idx, e_idx],
+            "tonnes": tonnes,
+            "value_usd": tonnes * rec.landed[t_idx, e_idx] * 1000.0,
         }
+    )
+    extra: list[tuple] = []
+    for ins in model.policies.instruments:
+        records = getattr(ins, "flow_records", None)
+        if records is not None:
+            extra += [r for r in records() if 0 <= r[0] < T]
+    for t, d in rec.deliveries:
+        if t >= T:
+            continue
+        for node, q, v in zip(
+            d.nodes.tolist(), d.tonnes.tolist(), d.value_usd.tolist(), strict=True
+        ):
+            if q > 1e-9:
+                extra.append(
+                    (t, PRODUCTS[d.product], d.source, ids[node], d.source_region,
+                     regions[nodes.region[node]], q, v)
+                )  # fmt: skip
+    if not extra:
+        return main
+    cols = ["t", "product", "source", "target", "source_region", "target_region", "tonnes"]
+    more = pd.DataFrame(extra, columns=[*cols, "value_usd"])
+    more.insert(0, "date", dates[more.pop("t").to_numpy()])
+    out = pd.concat([main, more.astype({c: str for c in cols[1:6]})], ignore_index=True)
+    return out.sort_values(["date", "source", "target", "product"], kind="stable").reset_index(
+        drop=True
     )
 
 

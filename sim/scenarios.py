@@ -476,6 +476,10 @@ POLICY_TOTALS = (
     "vault_disbursed_usd",
     "vault_lost_usd",
     "vault_committed_usd",
+    "vault_loans_usd",
+    "vault_budget_left_usd",
+    "vault_additional_capacity_t_per_yr",
+    "vault_nonadditional_capacity_t_per_yr",
     "price_floor_paid_usd",
     "subsidy_paid_usd",
 )

@@ -114,7 +114,7 @@ def synthetic_world(
             if role == "metal_maker":
                 row["input_t_per_t"] = 1.19
             if role == "magnet_plant":
-                row["input_t_per_t"] = 0.36
+                row["input_t_per_t"] = 0.38
                 row["scrap_t_per_t"] = 0.10
             if role == "recycler":
                 row["collection_rate"] = float(rng.uniform(0.0, 0.05))

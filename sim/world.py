@@ -288,6 +288,67 @@ class BehaviourSpec(_Strict):
         return {**default, **v}
 
 
+# t NdPr element per t NdPr oxide: 0.75 x 288.48/336.48 (Nd2O3) + 0.25 x 845.46/1021.44
+# (Pr6O11), IUPAC atomic weights (docs/sources.md, NDPR-STOICH).
+OXIDE_NDPR = 0.85
+
+
+class FinanceSpec(_Strict):
+    """Firms' balance sheets and the cost of capital (docs/ODD.md 7.7; sources in docs/sources.md).
+
+    Figures marked "calibration" in docs/sources.md are assumptions awaiting calibration.
+    """
+
+    risk_free_rate_per_yr: NonNeg = Field(0.04, description="US 10-year yield 2024 (UST-10Y)")
+    base_risk_premium_per_yr: NonNeg = Field(
+        0.05, description="premium of a mining/metals firm at zero price risk (DAMODARAN-WACC)"
+    )
+    price_risk_premium: NonNeg = Field(
+        0.15, description="extra cost of capital per unit annualised price volatility (calibration)"
+    )
+    volatility_smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.1, description="monthly EWMA weight of squared log price changes (RiskMetrics-style)"
+    )
+    project_life_years: Pos = 20.0
+    capex_usd_per_t_per_yr: dict[str, Pos] = Field(
+        default_factory=lambda: {
+            "mine": 20000.0,
+            "separator": 150000.0,
+            "metal_maker": 60000.0,
+            "magnet_plant": 100000.0,
+            "recycler": 40000.0,
+        },
+        description="capital cost per t/yr of output capacity, by role (calibration; MP-10X)",
+    )
+    initial_cash_months: NonNeg = Field(
+        3.0, description="cash at the start, in months of revenue (calibration)"
+    )
+    initial_debt_share: Share = Field(
+        0.3, description="debt at the start, share of capacity's replacement capex (calibration)"
+    )
+    min_cash_months: NonNeg = Field(
+        1.0, description="cash a firm keeps before it borrows or invests, months of revenue"
+    )
+    max_cash_months: NonNeg = Field(
+        6.0, description="cash above this many months of revenue is paid out (calibration)"
+    )
+    max_debt_to_ebitda: NonNeg = Field(
+        3.0, description="lenders' limit on debt / annual EBITDA (common covenant; calibration)"
+    )
+    project_failure_probability: Share = Field(
+        0.05, description="chance an expansion fails before commissioning (calibration)"
+    )
+
+    @field_validator("capex_usd_per_t_per_yr")
+    @classmethod
+    def _roles(cls, v: dict[str, float]) -> dict[str, float]:
+        roles = ("mine", "separator", "metal_maker", "magnet_plant", "recycler")
+        bad = [k for k in v if k not in roles]
+        if bad:
+            raise ValueError(f"unknown role(s) {bad}; roles are {list(roles)}")
+        return {**cls.model_fields["capex_usd_per_t_per_yr"].default_factory(), **v}
+
+
 class CalendarSpec(_Strict):
     """Simulated period."""
 
@@ -319,6 +380,7 @@ class World(_Strict):
     market: MarketSpec
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     behaviour: BehaviourSpec = Field(default_factory=BehaviourSpec)
+    finance: FinanceSpec = Field(default_factory=FinanceSpec)
     sectors: dict[str, SectorSpec]
     mines: list[MineSpec] = Field(default_factory=list)
     separators: list[SeparatorSpec] = Field(default_factory=list)
@@ -364,7 +426,32 @@ class World(_Strict):
                 raise ValueError(f"projects[{k}].firm {proj.firm!r} is no firm id{hint}")
         if not self.oems:
             raise ValueError("a world needs at least one OEM (demand)")
+        self._recipes_conserve_ndpr()
         return self
+
+    def _recipes_conserve_ndpr(self) -> None:
+        """No recipe may put out more NdPr than it takes in (contents: sim/ledger.py)."""
+        m = self.behaviour.magnet_ndpr_share
+        for k, f in enumerate(self.metal_makers):
+            if f.input_t_per_t * OXIDE_NDPR < 1.0 - 1e-12:
+                raise ValueError(
+                    f"metal_makers[{k}].input_t_per_t: {f.input_t_per_t} t oxide holds "
+                    f"{f.input_t_per_t * OXIDE_NDPR:.3f} t NdPr, less than the 1 t of metal made "
+                    f"(needs >= {1 / OXIDE_NDPR:.3f})"
+                )
+        for k, f in enumerate(self.magnet_plants):
+            if f.input_t_per_t < m + f.scrap_t_per_t - 1e-12:
+                raise ValueError(
+                    f"magnet_plants[{k}].input_t_per_t: {f.input_t_per_t} t NdPr metal is less "
+                    f"than the NdPr in the magnet (behaviour.magnet_ndpr_share {m}) plus swarf "
+                    f"(scrap_t_per_t {f.scrap_t_per_t})"
+                )
+        for k, f in enumerate(self.recyclers):
+            if f.input_t_per_t < OXIDE_NDPR - 1e-12:
+                raise ValueError(
+                    f"recyclers[{k}].input_t_per_t: {f.input_t_per_t} t NdPr scrap is less than "
+                    f"the {OXIDE_NDPR} t NdPr in a tonne of oxide"
+                )
 
     def firm_tables(self) -> dict[str, list[FirmSpec]]:
         """Return the producing-firm tables keyed by role name."""

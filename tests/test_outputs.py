@@ -66,8 +66,12 @@ def test_cli_run_writes_contract(tmp_path):
         "source_region",
         "target_region",
         "tonnes",
+        "value_usd",
     ]
     assert (flows["tonnes"] > 0).all()
+    tr = pd.read_parquet(out / "transfers.parquet")
+    assert list(tr.columns) == ["date", "payer", "payee", "kind", "usd"]
+    assert (tr["usd"] > 0).all() and len(tr) > 0
     agents = pd.read_parquet(out / "agents.parquet")
     assert {"date", "agent_id", "role", "region", "capacity_t_per_yr"} <= set(agents.columns)
     man = json.loads((out / "manifest.json").read_text())

@@ -9,6 +9,7 @@ import pytest
 
 import sim.api as api
 from sim.errors import UserError
+from sim.model import SupplyChainModel
 from sim.world import read_toml
 
 WORLD = read_toml("models/classroom.toml")
@@ -183,15 +184,21 @@ def test_vault_budget_and_milestones(seed):
     assert sum(e[3] for e in pays) == pytest.approx(fund.disbursed)
     for p in fund.projects:
         shares = np.cumsum(v.get("milestone_share", [0.1, 0.4, 0.3, 0.2]))
-        met = p["milestone"] if p["status"] != "done" else 4
-        expect = shares[met - 1] * p["cost"] if met > 0 else 0.0
-        assert p["disbursed"] == pytest.approx(expect)
-        if p["status"] == "failed":
-            assert "online" not in p
+        met = p.milestone if p.status != "done" else 4
+        expect = shares[met - 1] * p.cost_usd if met > 0 else 0.0
+        assert p.disbursed_usd == pytest.approx(expect)
+        if p.status == "failed":
+            assert p.online is None
     lost = res.series("vault_lost_usd", "", "usa").to_numpy()[-1]
     assert lost == pytest.approx(
-        sum(p["disbursed"] for p in fund.projects if p["status"] == "failed")
+        sum(p.disbursed_usd for p in fund.projects if p.status == "failed")
     )
+    # every tranche is a ledger transfer from the fund, and the fund never went below zero
+    tr = res.transfers
+    paid = tr[(tr["payer"] == "vault:usa") & (tr["kind"] == "vault_disbursement")]["usd"].sum()
+    assert paid == pytest.approx(fund.disbursed)
+    left = res.series("vault_budget_left_usd", "", "usa").to_numpy()
+    assert left.min() >= -1e-6
 
 
 def test_vault_adds_capacity_and_selects_by_cost():
@@ -200,7 +207,7 @@ def test_vault_adds_capacity_and_selects_by_cost():
     v["budget_usd"] = 5.0e8  # costs 1.5e8 (sep), 4e8, 6e8: only the cheapest fits
     res = api.run(world({"vault": v}), seed=0)
     fund = res.model.policies.instruments[0]
-    status = {p["firm"]: p["status"] for p in fund.projects}
+    status = {p.firm: p.status for p in fund.projects}
     assert status["usa_separator"] != "candidate"  # cheapest per t/yr first
     assert status["eu_magnets"] == "candidate"  # 6e8 does not fit after the others
     cap = res.series("capacity_t_per_yr", "oxide", "usa").to_numpy()
@@ -208,20 +215,24 @@ def test_vault_adds_capacity_and_selects_by_cost():
     assert any(o == "vault" for _, _, _, o in res.model.capacity_added)
 
 
+FLOOR = {
+    "product": "oxide",
+    "floor_usd_per_kg": 110.0,
+    "firms": ["usa_separator"],
+    "start": "2024-01",
+}
+
+
 def test_price_floor_pays_and_guides_the_covered_firm():
-    v = {
-        "budget_usd": 0.0,
-        "price_floor": {
-            "product": "oxide",
-            "floor_usd_per_kg": 110.0,
-            "firms": ["usa_separator"],
-            "start": "2024-01",
-        },
-    }
+    v = {"budget_usd": 1.0e9, "price_floor": dict(FLOOR)}
     res = api.run(world({"vault": v}, end="2024-12"), seed=0)
     m = res.model
     paid = np.diff(np.r_[0.0, res.series("price_floor_paid_usd", "oxide", "usa").to_numpy()])
     assert paid.min() >= 0 and paid.sum() > 0
+    tr = res.transfers
+    floor = tr[(tr["kind"] == "price_floor") & (tr["payer"] == "vault:usa")]
+    assert set(floor["payee"]) == {"usa_separator"}
+    assert floor["usd"].sum() == pytest.approx(paid.sum())
     # firms under the floor plan and invest on the floor price; others on their ask
     sep = m.nodes.ids.index("usa_separator")
     other = m.nodes.ids.index("china_separator")
@@ -232,34 +243,22 @@ def test_price_floor_pays_and_guides_the_covered_firm():
     assert got[1] == pytest.approx(asks[1])
 
 
-def test_floor_payment_unit():
-    from sim.policies.instruments import Vault
-
-    class C:  # minimal clearing/state stand-ins
-        pass
-
-    v = Vault.__new__(Vault)
-    from sim.policies.schemas import VaultSpec
-
-    v.spec = VaultSpec.model_validate(
-        {
-            "budget_usd": 0,
-            "price_floor": {"product": "oxide", "floor_usd_per_kg": 110.0, "firms": []},
-        }
-    )
-    v.floor_nodes = np.array([0, 1])
-    v.floor_paid = 0.0
-    m = C()
-    m._spinning = False
-    m.month_abs = 2025 * 12
-    m.clearing = C()
-    m.state = C()
-    m.clearing.sold_slot_t = np.zeros(10)
-    m.clearing.sold_slot_t[[1, 6]] = [10.0, 20.0]  # t sold by node 0 and node 1
-    m.state.ask = np.zeros((2, 5))
-    m.state.ask[:, 1] = [80.0, 130.0]
-    v.after_trade(m)
-    assert v.floor_paid_month == pytest.approx((110 - 80) * 10 * 1000)  # none for node 1
+def test_price_floor_stops_when_the_fund_is_empty():
+    """The floor is paid from the fund's budget and nothing more: then the firm sees its ask."""
+    v = {"budget_usd": 0.0, "price_floor": dict(FLOOR)}
+    res = api.run(world({"vault": v}, end="2024-12"), seed=0)
+    assert res.series("price_floor_paid_usd", "oxide", "usa").max() == 0.0
+    budget = 2.0e6
+    v = {"budget_usd": budget, "price_floor": dict(FLOOR)}
+    res = api.run(world({"vault": v}, end="2025-12"), seed=0)
+    paid = res.series("price_floor_paid_usd", "oxide", "usa").to_numpy()
+    assert paid[-1] == pytest.approx(budget, rel=1e-9)  # the whole budget, not a dollar more
+    left = res.series("vault_budget_left_usd", "", "usa").to_numpy()
+    assert left.min() >= -1e-6 and left[-1] == pytest.approx(0.0, abs=1e-3)
+    m = res.model
+    sep = np.array([m.nodes.ids.index("usa_separator")])
+    ask = m.state.ask[sep, 1]
+    assert m.policies.price_received(m, sep, ask)[0] == pytest.approx(ask[0])
 
 
 def test_production_quota_caps_mine_output():
@@ -311,6 +310,35 @@ def test_subsidy_lowers_cost_within_budget():
     assert paid.max() <= 5.0e6 + 1e-6 and paid.max() > 0
 
 
+def test_subsidy_cuts_cost_only_on_paid_volume_and_not_in_spin_up():
+    incentive, cap = 5.0, 600.0  # t/yr paid for, well below the firm's expected output
+    pol = {
+        "subsidies": {
+            "usa": {
+                "region": "usa",
+                "firms": ["usa_magnets"],
+                "incentive_usd_per_kg": incentive,
+                "max_output_t_per_yr": cap,
+                "budget_usd": 1.0e9,
+            }
+        }
+    }
+    from sim.world import validate_world
+
+    m = SupplyChainModel(validate_world(world(pol)), rng=0)
+    s, i = m.state, m.nodes.ids.index("usa_magnets")
+    # after the spin-up (which the scheme sits out) the firm plans on its full cost
+    assert s.conv_cost[i] == s.op_cost[i]
+    m.step()
+    expected = float(s.prod_ema[i])
+    cut = s.op_cost[i] - s.conv_cost[i]
+    assert 0 < cut < incentive
+    m.step()
+    cut2 = s.op_cost[i] - s.conv_cost[i]
+    assert cut2 == pytest.approx(incentive * min(1.0, cap / 12 / float(s.prod_ema[i])), rel=0.2)
+    assert expected > cap / 12
+
+
 def test_mass_balance_with_every_instrument():
     pol = {
         "export_controls": {
@@ -351,6 +379,18 @@ def test_mass_balance_with_every_instrument():
     bal = res.balance()
     assert bal.residual_t.abs().max() < 1e-6
     assert (res.timeseries.query("metric == 'inventory_t'").value >= -1e-9).all()
+    # every instrument is held by the government of its region (the registry attaches it)
+    m = res.model
+    held = {id(i): g.region for g in m.governments for i in g.instruments}
+    for ins in m.policies.instruments:
+        members = getattr(ins, "rules", None) or [ins]
+        for x in members:
+            assert id(x) in held, f"{type(x).__name__} is held by no government"
+            regions = getattr(x, "regions", None) or [getattr(x, "region", None) or "world"]
+            assert held[id(x)] in regions
+    gov = {g.region: g for g in m.governments}
+    assert any(type(i).__name__ == "Stockpiles" for i in gov["eu"].instruments)
+    assert any(type(i).__name__ == "ExportControls" for i in gov["china"].instruments)
 
 
 @pytest.mark.parametrize(

@@ -158,39 +158,44 @@ def _carry_export_controls(old: list, new: list) -> None:
 
 
 def _carry_stockpiles(old: list, new: list) -> None:
-    held = {h["name"]: h for ins in old for h in ins.holders}
+    held = {h.name: h for ins in old for h in ins.holders}
     for ins in new:
         for h in ins.holders:
-            prev = held.get(h["name"])
+            prev = held.get(h.name)
             if prev is None:
                 continue
-            for k in ("stock", "spent", "revenue"):
-                h[k], prev[k] = prev[k], 0.0
+            for k in ("stock_t", "spent_usd", "revenue_usd"):
+                setattr(h, k, getattr(prev, k))
+                setattr(prev, k, 0.0)
+            h.inbound_t, prev.inbound_t = prev.inbound_t, np.zeros_like(prev.inbound_t)
 
 
 def _carry_vault(old: list, new: list, model) -> None:
     if not old or not new:
         return
     prev, v = old[-1], new[0]
-    by_firm = {p["firm"]: p for p in prev.projects}
+    by_firm = {p.firm: p for p in prev.projects}
+    carried = ("status", "milestone", "due", "disbursed_usd", "waited", "online", "additional")
     for p in v.projects:
-        if p["firm"] in by_firm:
-            p.update({k: x for k, x in by_firm[p["firm"]].items() if k not in ("cost", "capex")})
-    for k in ("committed", "disbursed", "lost", "floor_paid", "started", "log"):
+        if p.firm in by_firm:
+            for k in carried:
+                setattr(p, k, getattr(by_firm[p.firm], k))
+    for k in ("committed", "disbursed", "lost", "loans", "repaid", "floor_paid", "started", "log"):
         setattr(v, k, getattr(prev, k))
-        if k in ("committed", "disbursed", "lost", "floor_paid"):
+        if k in ("committed", "disbursed", "lost", "loans", "repaid", "floor_paid"):
             setattr(prev, k, 0.0)
+    v.gap_projects, prev.gap_projects = prev.gap_projects, []
     if v.started:
         v._select(model)
 
 
 def _carry_subsidies(old: list, new: list) -> None:
-    paid = {sc["name"]: sc for ins in old for sc in ins.schemes}
+    paid = {sc.name: sc for ins in old for sc in ins.schemes}
     for ins in new:
         for sc in ins.schemes:
-            prev = paid.get(sc["name"])
+            prev = paid.get(sc.name)
             if prev is not None:
-                sc["paid"], prev["paid"] = prev["paid"], 0.0
+                sc.paid_usd, prev.paid_usd = prev.paid_usd, 0.0
 
 
 def _privately_held(ins: Any, owner: str) -> None:
@@ -225,7 +230,7 @@ def _end(ins, last_month: str) -> None:
     for r in getattr(ins, "rules", []):
         r.spec = ended(r.spec)
     for h in getattr(ins, "holders", []):
-        h["spec"] = ended(h["spec"])
+        h.spec = ended(h.spec)
     if hasattr(ins, "paths"):
         ins.paths = [(r, ended(s)) for r, s in ins.paths]
     if hasattr(ins, "spec"):

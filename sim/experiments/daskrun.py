@@ -52,7 +52,8 @@ def execute_here(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """``fn`` (default :func:`execute`, looked up on the worker) on a Dask worker, adding
-    ``span`` = (start, end, worker name)."""
+    ``span`` = (start, end, worker name).
+    """
     from distributed import get_worker
 
     t0 = time.time()

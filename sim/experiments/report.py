@@ -21,6 +21,18 @@ ROWS: list[tuple[str, str, str]] = [  # metric, label ({dom}: the domestic marke
     ("stockpile_released_t", "stockpile releases (t)", ""),
     ("vault_disbursed_usd", "Vault disbursed", "usd"),
     ("vault_lost_usd", "Vault lost on failed projects", "usd"),
+    ("vault_loans_usd", "Vault gap loans (part of disbursed)", "usd"),
+    ("vault_budget_left_usd", "Vault budget left at the end", "usd"),
+    (
+        "vault_additional_capacity_t_per_yr",
+        "capacity that exists only because of the fund (t/yr)",
+        "",
+    ),
+    (
+        "vault_nonadditional_capacity_t_per_yr",
+        "fund-financed capacity firms could have built alone (t/yr)",
+        "",
+    ),
     ("price_floor_paid_usd", "price floor payments", "usd"),
     ("recycled_share_of_oxide", "recycled share of NdPr oxide output, whole run", "share"),
     ("ex_domestic_oxide_production_t", "NdPr oxide output outside {dom}, whole run (t)", ""),
@@ -32,6 +44,10 @@ POLICY_ROWS = {
     "stockpile_released_t",
     "vault_disbursed_usd",
     "vault_lost_usd",
+    "vault_loans_usd",
+    "vault_budget_left_usd",
+    "vault_additional_capacity_t_per_yr",
+    "vault_nonadditional_capacity_t_per_yr",
     "price_floor_paid_usd",
 }
 YEAR_ROWS: list[tuple[str, str, str]] = [

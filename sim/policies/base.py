@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from sim.ledger import Capacity, Delivery, Transfer
     from sim.model import SupplyChainModel
+
+    Effect = Transfer | Delivery | Capacity
 
 
 @dataclass
@@ -45,8 +48,12 @@ class Instrument:
 
     name: str = "instrument"
 
-    def update(self, model: SupplyChainModel) -> None:
-        """Start of month: refresh the instrument's state (licences, budgets, schedules)."""
+    def update(self, model: SupplyChainModel) -> list[Effect] | None:
+        """Start of month: refresh the instrument's state (licences, budgets, schedules).
+
+        May return effects (e.g. capacity commissioned) for the model to post.
+        """
+        return None
 
     def link_terms(self, model: SupplyChainModel, terms: LinkTerms) -> None:
         """Modify this month's per-link terms (tariff, duty, caps) in place."""
@@ -67,8 +74,22 @@ class Instrument:
         """Multiplier on the OEMs' substitution rate."""
         return 1.0
 
-    def after_trade(self, model: SupplyChainModel) -> None:
-        """After the market cleared: observe flows and prices (licence use, stockpiles)."""
+    def after_trade(self, model: SupplyChainModel) -> list[Effect] | None:
+        """After the market cleared: act on flows and prices (licence use, stockpiles).
+
+        Returns the instrument's effects (transfers, deliveries) for the model to post.
+        """
+        return None
+
+    def cost_cut(self, model: SupplyChainModel) -> np.ndarray | None:
+        """This month's cut in firms' planning cost, USD/kg output per node (None: none)."""
+        return None
+
+    def gap_loans(
+        self, model: SupplyChainModel, firms: np.ndarray, gap_usd: np.ndarray, pays: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Loans offered to close firms' financing gaps (USD) and the lending party (-1: none)."""
+        return np.zeros(firms.size), np.full(firms.size, -1, np.int64)
 
     def price_received(
         self, model: SupplyChainModel, firms: np.ndarray, price: np.ndarray
@@ -102,13 +123,15 @@ class PolicySet:
         """Tonnage cap per link this month."""
         return self.terms.cap_t
 
-    def update(self, model: SupplyChainModel) -> None:
-        """Refresh instruments and this month's link terms."""
+    def update(self, model: SupplyChainModel) -> list[Effect]:
+        """Refresh instruments and this month's link terms; collect the instruments' effects."""
         self.terms.reset(model.links.n)
+        effects: list[Effect] = []
         for ins in self.instruments:
-            ins.update(model)
+            effects += ins.update(model) or []
         for ins in self.instruments:
             ins.link_terms(model, self.terms)
+        return effects
 
     def cap_production(
         self, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray
@@ -141,7 +164,33 @@ class PolicySet:
             price = ins.price_received(model, firms, price)
         return price
 
-    def after_trade(self, model: SupplyChainModel) -> None:
-        """Let instruments observe the cleared market."""
+    def after_trade(self, model: SupplyChainModel) -> list[Effect]:
+        """Let instruments act on the cleared market; collect their effects."""
+        effects: list[Effect] = []
         for ins in self.instruments:
-            ins.after_trade(model)
+            effects += ins.after_trade(model) or []
+        return effects
+
+    def cost_cut(self, model: SupplyChainModel) -> np.ndarray:
+        """Sum of the instruments' planning-cost cuts per node (USD/kg output)."""
+        cut = np.zeros(model.nodes.n)
+        for ins in self.instruments:
+            c = ins.cost_cut(model)
+            if c is not None:
+                cut += c
+        return cut
+
+    def gap_loans(
+        self, model: SupplyChainModel, firms: np.ndarray, gap_usd: np.ndarray, pays: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """First instrument offering a loan closes each gap (loans and lender parties)."""
+        loan = np.zeros(firms.size)
+        lender = np.full(firms.size, -1, np.int64)
+        for ins in self.instruments:
+            todo = (loan <= 0) & (gap_usd > 0) & pays
+            if not todo.any():
+                break
+            got, who = ins.gap_loans(model, firms[todo], gap_usd[todo], pays[todo])
+            loan[todo] = got
+            lender[todo] = np.where(got > 0, who, -1)
+        return loan, lender

@@ -30,7 +30,13 @@ def _load_builtin() -> None:
     """Import the built-in instrument modules so that they register themselves."""
     import importlib
 
-    for mod in ("sim.policies.instruments",):
+    for mod in (
+        "sim.policies.instruments",
+        "sim.policies.stockpiles",
+        "sim.policies.vault",
+        "sim.policies.subsidies",
+        "sim.policies.programmes",
+    ):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:  # pragma: no cover - until instruments exist
@@ -71,4 +77,24 @@ def build_instruments(model: SupplyChainModel, policies: dict[str, Any]) -> list
         if name not in BUILDERS:
             raise UserError(f"policies.{name}: unknown policy instrument; {_hint(name)}")
         out += BUILDERS[name](model, policies[name])
+    for ins in out:
+        attach(model, ins)
     return out
+
+
+def attach(model: SupplyChainModel, ins: Instrument) -> None:
+    """Give an instrument to the government(s) of the region(s) it belongs to.
+
+    An instrument names its ``regions`` (or one ``region``); a world-wide one (``"world"``)
+    is held by a government of the pseudo-region ``world``.
+    """
+    from sim.government import government_of
+
+    if getattr(ins, "government", None) is not None:
+        return  # attached when built (e.g. export-control rules)
+    members = getattr(ins, "rules", None)
+    if members and all(getattr(m, "government", None) is not None for m in members):
+        return
+    regions = getattr(ins, "regions", None) or [getattr(ins, "region", None) or "world"]
+    for r in regions:
+        government_of(model, r).hold(ins)

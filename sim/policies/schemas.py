@@ -195,6 +195,11 @@ class VaultSpec(_Dated):
     verified_output_share: Share = Field(0.5, description="utilisation needed to verify output")
     verify_grace_months: Annotated[int, Field(ge=0)] = 12
     candidates: list[VaultCandidate] = Field(default_factory=list)
+    gap_loans: bool = Field(
+        False,
+        description="lend eligible firms the part of an expansion's capex they cannot "
+        "finance themselves (sim/finance.py)",
+    )
     price_floor: PriceFloorSpec | None = None
 
     @model_validator(mode="after")
@@ -267,6 +272,7 @@ class SubstitutionRDSpec(_Dated):
     extra_substitution_max_share: Share = 0.0
     sectors: list[str] = Field(default_factory=list, description="for the extra max (all: [])")
     budget_usd: NonNeg = 0.0
+    region: str | None = Field(None, description="funding government (None: world-wide)")
 
 
 # --------------------------------------------------------------------------------- helpers
