@@ -51,8 +51,9 @@ def execute_here(
     seed: int,
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    """``fn`` (default :func:`execute`, looked up on the worker) on a Dask worker, adding
-    ``span`` = (start, end, worker name).
+    """Run ``fn`` on a Dask worker, adding ``span`` = (start, end, worker name).
+
+    ``fn`` defaults to :func:`execute`, looked up on the worker.
     """
     from distributed import get_worker
 
