@@ -29,13 +29,6 @@ TS_DTYPES = {
     "value": "float64",
 }
 TRANSFER_COLUMNS = ["date", "payer", "payee", "kind", "usd"]
-NDPR_METRICS = (
-    "ndpr_mined_t",
-    "ndpr_recovered_t",
-    "ndpr_lost_t",
-    "ndpr_to_products_t",
-    "ndpr_stock_t",
-)
 
 
 @dataclass
@@ -306,29 +299,28 @@ def _shortage(c: BuildContext) -> list[pd.DataFrame]:
     return [c.oem_block("shortage_t", c.model.recorder.shortage)]
 
 
-@builds("ndpr_mined_t")
-def _ndpr_mined(c: BuildContext) -> list[pd.DataFrame]:
-    return _ndpr(c, "ndpr_mined_t", c.model.recorder.ndpr[: c.T, 0])
+# the NdPr world totals: columns of the recorder's monthly NdPr tally (see sim.ledger)
+NDPR_COLUMNS: dict[str, list[int]] = {
+    "ndpr_mined_t": [0],
+    "ndpr_recovered_t": [1],
+    "ndpr_lost_t": [2, 3, 4, 5],
+    "ndpr_to_products_t": [6],
+    "ndpr_stock_t": [7],
+}
 
 
-@builds("ndpr_recovered_t")
-def _ndpr_recovered(c: BuildContext) -> list[pd.DataFrame]:
-    return _ndpr(c, "ndpr_recovered_t", c.model.recorder.ndpr[: c.T, 1])
+def _ndpr_total(metric: str, cols: list[int]) -> Builder:
+    """Builder of a world NdPr total (region ``world``, product ``ndpr``)."""
+
+    def build(c: BuildContext) -> list[pd.DataFrame]:
+        values = c.model.recorder.ndpr[: c.T, cols].sum(axis=1)
+        return [tidy_block(c.dates, metric, [("ndpr", "world", "")], values[:, None])]
+
+    return build
 
 
-@builds("ndpr_lost_t")
-def _ndpr_lost(c: BuildContext) -> list[pd.DataFrame]:
-    return _ndpr(c, "ndpr_lost_t", c.model.recorder.ndpr[: c.T, 2:6].sum(axis=1))
-
-
-@builds("ndpr_to_products_t")
-def _ndpr_to_products(c: BuildContext) -> list[pd.DataFrame]:
-    return _ndpr(c, "ndpr_to_products_t", c.model.recorder.ndpr[: c.T, 6])
-
-
-@builds("ndpr_stock_t")
-def _ndpr_stock(c: BuildContext) -> list[pd.DataFrame]:
-    return _ndpr(c, "ndpr_stock_t", c.model.recorder.ndpr[: c.T, 7])
+for _metric, _cols in NDPR_COLUMNS.items():
+    builds(_metric)(_ndpr_total(_metric, _cols))
 
 
 @builds("ndpr_lost_by_stage_t")
@@ -336,11 +328,6 @@ def _ndpr_lost_by_stage(c: BuildContext) -> list[pd.DataFrame]:
     stages = [("ndpr", "world", role) for role in LOSS_STAGES]
     nd = c.model.recorder.ndpr[: c.T, 2:6]
     return [tidy_block(c.dates, "ndpr_lost_by_stage_t", stages, nd)]
-
-
-def _ndpr(c: BuildContext, metric: str, values: np.ndarray) -> list[pd.DataFrame]:
-    """A world NdPr total (region ``world``, product ``ndpr``)."""
-    return [tidy_block(c.dates, metric, [("ndpr", "world", "")], values[:, None])]
 
 
 def build_timeseries(model: SupplyChainModel, metrics: set[str] | None = None) -> pd.DataFrame:
