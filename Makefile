@@ -47,6 +47,7 @@ lint: $(VENV)/.dev
 # tests/test_docs.py fails when a committed block disagrees with a fresh run.
 docs: $(VENV)/.core
 	$(PY) -m sim.docgen
+	$(PY) -m sim.app.lesson --write
 
 bench: $(VENV)/.core
 	$(PY) benchmarks/bench_core.py

@@ -10,10 +10,11 @@ The no-policy baseline of the same world and seed is run once and kept for compa
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from sim.app.controls import Controls, describe, policy_tables, world_choices
 from sim.calendar import format_month
 from sim.errors import UserError
 from sim.network import P
+
+if TYPE_CHECKING:
+    from sim.scenario import Scenario
 
 MONTHS = (
     "January",
@@ -122,17 +126,25 @@ def series_of(m) -> Series:
     )
 
 
-def _load(c: Controls, firms: str = ""):
-    from sim.world import load_world, read_toml
+def scenario_of(c: Controls, firms: str = "") -> Scenario:
+    """The :class:`sim.scenario.Scenario` a run of the page starts from.
+
+    The world chosen in ``c`` with ``firms`` added to its tables (JSON ``{"recyclers":
+    [{...}], ...}``); demand growth at x1 (the page re-plans it from its lever). Levers act on
+    the running model from the next month (:meth:`LiveRun._apply`).
+    """
+    from sim.scenario import world_scenario
 
     path = world_choices().get(c.world)
     if path is None:
         raise UserError(f"world {c.world!r} is not available here")
-    raw = read_toml(path)
-    for table, rows in json.loads(firms or "{}").items():
+    sc = world_scenario(path, ["behaviour.demand_growth_multiplier=1.0"])
+    if not firms:
+        return sc
+    raw = copy.deepcopy(sc.world_raw)
+    for table, rows in json.loads(firms).items():
         raw[table] = [*raw.get(table, []), *rows]
-    world, _ = load_world(path, ["behaviour.demand_growth_multiplier=1.0"], raw=raw)
-    return raw, world
+    return replace(sc, world_raw=raw)
 
 
 @functools.lru_cache(maxsize=8)
@@ -253,10 +265,9 @@ class LiveRun:
     events: list[Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from sim.model import SupplyChainModel
-
-        self.raw, world = _load(self.controls, self.firms)
-        self.model = SupplyChainModel(world, rng=int(self.controls.seed))
+        self.scenario = scenario_of(self.controls, self.firms)
+        self.raw = self.scenario.world_raw
+        self.model = self.scenario.build_model(int(self.controls.seed))
         m = self.model
         gf = m._growth
         ratio = np.ones_like(gf)
