@@ -532,15 +532,11 @@ def sweep(
                 if cluster is not None:
                     cluster.close()
     n_done = len(done) + sink.n_written
-    if isinstance(stopped, BackendError):
-        if fresh and n_done == 0:
-            shutil.rmtree(out, ignore_errors=True)
-            stopped.problems.append(f"no run finished, so nothing was kept in {out}")
-        else:
-            stopped.problems.append(
-                f"{n_done} of {len(design.runs)} runs are saved in {out}; once fixed, go on "
-                f"with: {hint}"
-            )
+    if isinstance(stopped, BackendError):  # kept: --resume picks up what is there
+        stopped.problems.append(
+            f"{n_done} of {len(design.runs)} runs are saved in {out}; once fixed, go on with: "
+            f"{hint}"
+        )
     if stopped is not None:
         raise stopped
     if n_done >= len(design.runs):
