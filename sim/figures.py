@@ -1,7 +1,8 @@
 """Standard figures of a run (PNG): prices, production by region and stage, shortages, trade.
 
-Axis labels carry units (from the ``sim.metrics`` catalogue), dates are concise, levels start
-at zero and legends sit outside the data.
+Axis labels carry units (from the ``sim.metrics`` catalogue; the trade figure reads the
+``flows`` table, in tonnes), dates are concise, levels start at zero and legends sit outside
+the data.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sim.metrics import get as get_metric  # noqa: E402
 from sim.metrics import price_markets  # noqa: E402
 from sim.results import Results  # noqa: E402
 from sim.world import PRODUCTS  # noqa: E402
@@ -27,6 +29,17 @@ UNITS = {
     "magnet": "t NdFeB magnet",
     "scrap": "t NdPr in scrap",
 }
+
+
+def axis_label(metric: str, what: str, *, annual_kilo: bool = False, note: str = "") -> str:
+    """An axis label with the metric's catalogue unit (annual sums in thousands if asked).
+
+    ``axis_label("production_t", "production", annual_kilo=True)`` -> ``production (kt/yr)``.
+    """
+    unit = get_metric(metric).unit
+    if annual_kilo:
+        unit = f"k{unit}/yr"
+    return f"{what} ({unit}{', ' + note if note else ''})"
 
 
 def style_dates(ax: Any) -> None:
@@ -59,7 +72,7 @@ def plot_prices(res: Results, ax_grid: list) -> None:
             s = res.series("price_usd_per_kg", prod, region)
             ax.plot(s.index, s.values, style, label=label)
         ax.set_title(prod)
-        ax.set_ylabel("price (USD/kg)")
+        ax.set_ylabel(axis_label("price_usd_per_kg", "price"))
         ax.set_ylim(bottom=0)
         style_dates(ax)
 
@@ -69,7 +82,8 @@ def _annual_table(ts: Any, metric: str, product: str | None = None) -> Any:
     if product is not None:
         sel = sel[sel["product"] == product]
     table = sel.pivot_table(index="date", columns="region", values="value", aggfunc="sum")
-    table = table.resample("YS").sum() / 1e3
+    # annual rate from the months present (a partial first or last year is not a dip)
+    table = table.resample("YS").mean() * 12 / 1e3
     return table.loc[:, table.sum() > 0]
 
 
@@ -96,7 +110,7 @@ def write_figures(res: Results, out: str | Path) -> list[Path]:
             for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
                 regions.setdefault(lab, h)
         ax.set_title(f"{prod} production")
-        ax.set_ylabel(f"production (kt/yr, {UNITS[prod]})")
+        ax.set_ylabel(axis_label("production_t", "production", annual_kilo=True, note=UNITS[prod]))
         ax.set_xlabel("")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
@@ -122,7 +136,7 @@ def write_figures(res: Results, out: str | Path) -> list[Path]:
         s = short[reg] if reg in short else dem[reg] * 0
         ax.fill_between(s.index, 0, s.to_numpy(), color="C3", alpha=0.6, label="shortage")
         ax.set_title(reg)
-        ax.set_ylabel("magnets (kt/yr)")
+        ax.set_ylabel(axis_label("demand_t", "magnets", annual_kilo=True))
         ax.set_ylim(bottom=0)
         style_dates(ax)
     for ax in list(axes.flat)[len(regs) :]:
@@ -140,7 +154,7 @@ def write_figures(res: Results, out: str | Path) -> list[Path]:
             table = intl.assign(pair=pair).pivot_table(
                 index="date", columns="pair", values="tonnes", aggfunc="sum"
             )
-            table = table.resample("YS").sum() / 1e3
+            table = table.fillna(0.0).resample("YS").mean() * 12 / 1e3
             top = table.sum().sort_values(ascending=False).index[:8]
             for col in top:
                 ax.plot(table.index, table[col], label=col)
