@@ -253,3 +253,65 @@ def test_three_teams_play_three_years(game_server, browser):
     finally:
         for c in ctxs:
             c.close()
+
+
+def _pids_serving(port: int) -> list[int]:
+    """Processes whose command line names ``port`` (the ``solara run`` child of ``ndsim ui``)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as fh:
+                cmd = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"solara" in b" ".join(cmd) and str(port).encode() in cmd:
+            out.append(int(d))
+    return out
+
+
+@pytest.mark.parametrize("signum", [15, 2], ids=["SIGTERM", "SIGINT"])
+def test_killing_ndsim_ui_leaves_no_process_or_port(signum):
+    """``kill PID`` (or Ctrl-C) of ``ndsim ui`` stops its server child and frees the port."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from sim.app_cli import ensure_assets
+    from tests.browser_helpers import free_port
+
+    if ensure_assets():
+        pytest.skip("front-end files not available offline")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "ui", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("ndsim ui did not serve within 90 s")
+        assert _pids_serving(port), "no solara child found"
+        os.kill(proc.pid, signum)  # the ndsim ui process only, as `kill PID` does
+        assert proc.wait(timeout=30) is not None
+        end = time.monotonic() + 15
+        while _pids_serving(port) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert _pids_serving(port) == []
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "port still accepts connections"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _pids_serving(port):
+            os.kill(pid, 9)

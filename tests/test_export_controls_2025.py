@@ -44,9 +44,7 @@ def _shortage(res, region):
 def _premium(res, month="2025-05-01"):
     ts = res.timeseries
     p = ts[
-        (ts["metric"] == "price_usd_per_kg")
-        & (ts["product"] == "magnet")
-        & (ts["date"] == month)
+        (ts["metric"] == "price_usd_per_kg") & (ts["product"] == "magnet") & (ts["date"] == month)
     ].set_index("region")["value"]
     return p["ex_china"] / p["china"] - 1
 
