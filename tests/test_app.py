@@ -48,7 +48,17 @@ def test_each_control_produces_its_policy_table():
     assert tables["export_controls"]["start"] == "2025-04"
     assert tables["stockpiles"]["usa"]["target_days"] == 90.0
     assert tables["vault"]["budget_usd"] == 2e9
+    assert {c["firm"] for c in tables["vault"]["candidates"]} == {
+        "usa_separator",
+        "usa_metal",
+        "eu_magnets",
+        "usa_magnets",
+    }
+    assert tables["recycling_targets"]["all"]["target_share"] == 0.2
     ov = controls_to_overrides(ALL_ON, raw)
+    assert "policies.export_controls.approval_probability=0.3" in ov
+    assert "policies.stockpiles.usa.target_days=90.0" in ov
+    assert "behaviour.demand_growth_multiplier=1.5" in ov
     _, resolved = load_world(CLASSROOM, ov)
     assert resolved["policies"] == tables
     # a lever changed during a run acts from the month given, not before
