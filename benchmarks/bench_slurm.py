@@ -43,26 +43,23 @@ path = "behaviour.price_sensitivity"
 low = 3.0
 high = 9.0
 [[outcomes]]
-name = "oxide_price_world"
+name = "oxide_price_ex_china"
 metric = "price_usd_per_kg"
 product = "oxide"
-region = "world"
+region = "ex_china"
 reduce = "mean"
-[cluster]
-jobs = {jobs}
-cores = {cores}
-memory = "{memory}"
-walltime = "00:15:00"
-check_seconds = 2
-scheduler_options = {{dashboard_address = ":0"}}
-{extra}
 """
 
 
 def write(tmp: Path, name: str, *, n: int, jobs=1, cores=1, memory="2GB", extra="") -> Path:
     p = tmp / f"{name}.toml"
     world = ROOT / "models" / "classroom.toml"
-    p.write_text(SPEC.format(world=world, n=n, jobs=jobs, cores=cores, memory=memory, extra=extra))
+    from tests.slurm_helpers import CLUSTER
+
+    body = SPEC.format(world=world, n=n) + CLUSTER.format(
+        jobs=jobs, cores=cores, memory=memory, extra=extra
+    )
+    p.write_text(body)
     return p
 
 

@@ -276,3 +276,17 @@ def slow_python(tmp: Path, *, barrier: int, sleep_s: float) -> Path:
     py.write_text(f'#!/bin/sh\nPYTHONPATH={site}:{ROOT} exec {sys.executable} "$@"\n')
     py.chmod(0o755)
     return py
+
+
+CLUSTER = """
+[cluster]
+jobs = {jobs}
+cores = {cores}
+memory = "{memory}"
+walltime = "00:15:00"
+check_seconds = 2
+scheduler_options = {{dashboard_address = ":0"}}
+{extra}
+"""
+"""The ``[cluster]`` table of the SLURM tests' and benchmark's specs (format with jobs, cores,
+memory and extra lines)."""

@@ -30,23 +30,12 @@ from sim.experiments.slurm import (
     plan_jobs,
 )
 from sim.experiments.spec import ClusterSpec, load_spec
-from tests.slurm_helpers import LocalSlurm, ensure_installed, slow_python
+from tests.slurm_helpers import CLUSTER, LocalSlurm, ensure_installed, slow_python
 from tests.test_sweep import SPEC, frames, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_TIMEOUT_S = 240  # any SLURM sweep here; a hang fails instead of blocking CI
 # a sweep of the test spec's 16 runs plus a worker job that starts on an idle node
-
-CLUSTER = """
-[cluster]
-jobs = {jobs}
-cores = {cores}
-memory = "{memory}"
-walltime = "00:15:00"
-check_seconds = 2
-scheduler_options = {{dashboard_address = ":0"}}
-{extra}
-"""
 
 
 def cluster_spec(tmp: Path, *, jobs=1, cores=1, memory="2GB", extra="", text=SPEC) -> Path:
@@ -125,7 +114,10 @@ def test_scheduler_and_dashboard_bind_loopback(slurm, tmp_path):
 
 def test_scancel_of_a_job_mid_sweep_completes_every_run_once(slurm, pool_reference, tmp_path):
     runs, ts = pool_reference
-    spec = cluster_spec(tmp_path, jobs=2)
+    # runs of 0.4 s: the 12 or so left after the scancel outlast the job's replacement (with
+    # runs of ~0.1 s the sweep could end first and never test it)
+    py = slow_python(tmp_path, barrier=1, sleep_s=0.4)
+    spec = cluster_spec(tmp_path, jobs=2, extra=f'python = "{py}"')
     state: dict = {"n": 0, "cancelled": None}
 
     def on_result(row):
