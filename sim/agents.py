@@ -14,6 +14,7 @@ from mesa.discrete_space import FixedAgent
 
 from sim.government import Government  # noqa: F401  (re-export; lives in sim.government)
 from sim.network import NP, P
+from sim.prices import oxide_price_for, supply_share
 
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
@@ -60,9 +61,11 @@ class Firm(Trader):
 
     @classmethod
     def plan_output(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
-        """Output wanted this month: expected sales plus inventory correction, scaled by margin.
+        """Output wanted this month: expected sales plus stock correction, within capacity.
 
-        Returns tonnes per firm; bounded by available capacity.
+        The capacity running moves toward the supply curve over ``restart_months``.
+
+        Returns tonnes per firm.
         """
         s, b = model.state, model.world.behaviour
         outp = s.out_product[idx]
@@ -72,13 +75,11 @@ class Firm(Trader):
             sales + (b.seller_target_cover_months * sales - stock) / b.inventory_adjust_months,
             0.0,
         )
-        unit_cost = s.unit_cost[idx]
         price = model.policies.price_received(model, idx, s.ask[idx, outp])
-        margin = np.divide(
-            price - unit_cost, unit_cost, out=np.zeros(idx.size), where=unit_cost > 0
-        )
-        factor = np.clip(1.0 + b.margin_response * margin, b.utilisation_floor, 1.0)
-        plan = np.minimum(desired, model.available_capacity_t(idx) * factor)
+        # the running rate follows the supply curve; idle capacity restarts over restart_months
+        wanted = supply_share(model, idx, price)[0]
+        s.run_rate[idx] += (wanted - s.run_rate[idx]) / b.restart_months
+        plan = np.minimum(desired, model.available_capacity_t(idx) * s.run_rate[idx])
         s.plan[idx] = plan
         return plan
 
@@ -101,8 +102,9 @@ class Mine(Firm):
     def produce(cls, model: SupplyChainModel) -> None:
         """Mine at planned utilisation (within capacity and quotas)."""
         idx = model.idx["mine"]
-        out = cls.plan_output(model, idx)
-        out = model.policies.cap_production(model, idx, out)
+        planned = cls.plan_output(model, idx)
+        out = model.policies.cap_production(model, idx, planned)
+        model.state.output_bound[idx] = out < planned * 0.98  # held back by a quota
         cls.book_output(model, idx, out)
 
 
@@ -131,10 +133,10 @@ class Converter(Firm):
         s = model.state
         planned = cls.plan_output(model, idx)
         possible = np.divide(s.inv_in[idx], s.in_ratio[idx])
-        # input-bound: short of inputs for the output planned (no scarcity premium, see ODD 7.4)
-        s.input_bound[idx] = possible < planned * 0.98
         out = np.minimum(planned, possible)
         out = model.policies.cap_production(model, idx, out)
+        # output-bound: short of inputs or quota for the output planned (ODD 7.4)
+        s.output_bound[idx] = out < planned * 0.98
         used = np.minimum(out * s.in_ratio[idx], s.inv_in[idx])
         s.inv_in[idx] -= used
         s.consumed[idx] += used
@@ -243,15 +245,29 @@ class OEM(Trader):
 
     @classmethod
     def substitute(cls, model: SupplyChainModel) -> None:
-        """Thrift/substitute slowly while prices stay high; relax slowly when they fall."""
+        """Redesign away from NdPr when its cost in a magnet or the supply risk is high.
+
+        The driver is the NdPr cost in a magnet (the OEM market's oxide price, relative to its
+        start value) above ``substitution_price_threshold``, plus ``substitution_risk_weight``
+        x the OEM's perceived supply risk. The share wanted, ``theta_max x (1 - exp(-driver))``,
+        is smoothed over ``substitution_lag_months`` (the design cycle); the share in use rises
+        at most at the sector's ``substitution_rate_per_month`` (x any R&D programme's boost)
+        and relaxes at ``substitution_decay_per_month``.
+        """
         s, b = model.state, model.world.behaviour
         idx = model.idx["oem"]
-        ratio = s.buy_price_ema[idx] / s.price_ref[idx]
-        rate = b.substitution_rate_per_month * model.policies.substitution_boost(model)
-        push = rate * np.maximum(ratio - b.substitution_price_threshold, 0.0)
-        s.theta[idx] = np.clip(
-            s.theta[idx] + push - b.substitution_decay_per_month, 0.0, s.theta_max[idx]
+        ndpr = oxide_price_for(model, idx) / model.ref_price[P["oxide"]]
+        driver = np.maximum(ndpr - b.substitution_price_threshold, 0.0)
+        driver = driver + b.substitution_risk_weight * s.risk[idx]
+        wanted = s.theta_max[idx] * (1.0 - np.exp(-driver))
+        a = 1.0 / b.substitution_lag_months
+        s.theta_target[idx] = (1 - a) * s.theta_target[idx] + a * wanted
+        rate = model.substitution_rate[idx] * model.policies.substitution_boost(model)
+        gap = s.theta_target[idx] - s.theta[idx]
+        step = np.where(
+            gap > 0, np.minimum(gap, rate), np.maximum(gap, -b.substitution_decay_per_month)
         )
+        s.theta[idx] = np.clip(s.theta[idx] + step, 0.0, s.theta_max[idx])
 
 
 ROLE_CLASSES: dict[str, type[Trader]] = {

@@ -14,6 +14,7 @@ from mesa.discrete_space import Network
 
 from sim.agents import ROLE_CLASSES, Government
 from sim.calendar import parse_month
+from sim.expectations import init_expectations
 from sim.finance import init_finance
 from sim.ledger import KIND, Delivery, Ledger, NdprTally, ndpr_contents
 from sim.network import (
@@ -44,6 +45,7 @@ def assemble(model: SupplyChainModel, *, record: bool = True) -> None:
     build_network(model)
     build_state(model)
     build_demand(model)
+    init_expectations(model)
     build_projects(model)
     build_ledger(model, record)
     model.finance = init_finance(model)
@@ -149,6 +151,7 @@ def build_network(model: SupplyChainModel) -> None:
     model.sell_slots = seller_slots(model)
     dom_name = model.world.market.domestic_region
     dom = model.nodes.regions.index(dom_name) if dom_name in model.nodes.regions else -1
+    model._domestic = dom
     model._seller_dom = model.nodes.region[model.sell_slots // NP] == dom
     model._link_foreign = model.nodes.region[model.links.dst] != dom
 
@@ -210,6 +213,9 @@ def build_state(model: SupplyChainModel) -> None:
     balanced_start(model, avg_share)
     fill_supply_lines(model)
     model._markup = np.array([b.markup.get(ROLES[r], 0.0) for r in model.nodes.role], dtype=float)
+    model.supply_elasticity = np.array(
+        [b.supply_elasticity.get(ROLES[r], 0.0) for r in model.nodes.role], dtype=float
+    )
     model._update_unit_cost()
 
 
@@ -247,6 +253,7 @@ def balanced_start(model: SupplyChainModel, avg_share: float) -> None:
         monthly = s.prod_ema[i]
         out = s.out_product[i]
         s.sales_ema[i, out] = monthly
+        s.slot_demand_ema[i, out] = monthly
         s.inv_out[i, out] = b.seller_target_cover_months * monthly
         if ROLES[model.nodes.role[i]] == "magnet_plant":
             s.sales_ema[i, P["scrap"]] = monthly * s.scrap_ratio[i]
@@ -291,6 +298,13 @@ def build_demand(model: SupplyChainModel) -> None:
     w, s = model.world, model.state
     oems = model.idx["oem"]
     p_mag = w.market.initial_price_usd_per_kg["magnet"]
+    model.substitution_rate = np.zeros(model.nodes.n)  # most demand share substituted a month
+    weights = [model.node_specs[i].demand_t_per_yr for i in oems]
+    el = [abs(w.sectors[model.node_specs[i].sector].price_elasticity) for i in oems]
+    # the sectors' own elasticity, demand-weighted: the least a seller's demand responds
+    model.demand_elasticity = (
+        max(float(np.average(el, weights=weights)), 0.05) if sum(weights) > 0 else 0.2
+    )
     for i in oems:
         spec = model.node_specs[i]
         sec = w.sectors[spec.sector]
@@ -298,6 +312,11 @@ def build_demand(model: SupplyChainModel) -> None:
         s.base_demand[i] = spec.demand_t_per_yr / 12.0
         s.elasticity[i] = sec.price_elasticity
         s.theta_max[i] = sec.substitution_max
+        model.substitution_rate[i] = (
+            sec.substitution_rate_per_month
+            if sec.substitution_rate_per_month is not None
+            else w.behaviour.substitution_rate_per_month
+        )
         s.price_ref[i] = p_mag
         s.buy_price_ema[i] = p_mag
         s.target_cover[i] = spec.target_cover_months

@@ -1,4 +1,4 @@
-"""Monthly market clearing and price adjustment, vectorised over links and offer slots.
+"""Monthly market clearing, vectorised over links and offer slots (prices: sim.prices).
 
 All products clear in one pass: each buyer buys exactly one product, and each seller offers
 one or more products through "slots" (``node * NP + product``).
@@ -31,7 +31,8 @@ class Clearing:
         tariff_usd_per_kg: Import tariff per kg, paid to the importing government.
         duty_usd_per_kg: Export duty per kg, paid to the exporting government.
         transport_usd_per_kg: Transport cost per kg.
-        wanted_t: Tonnes buyers wanted on each link in round 1 before link caps (notional).
+        wanted_t: Tonnes buyers wanted on each open link (a policy cap above zero, a seller
+            with goods to sell) in round 1, before link caps.
         demand_slot_t: Orders attributed to each slot: its sales plus its share of the orders
             left unmet after both rounds (sums to total orders; no double count).
         offered_slot_t: Orders reaching each slot within link caps in round 1 (the demand a
@@ -108,7 +109,8 @@ def clear(
         return Clearing(z, z, z, z, z, z, z, z, zs, zs.copy(), zs.copy(), np.zeros(n))
     cap_t = np.minimum(terms.cap_t, qualified_t)
     rel = landed / ref_price_usd_per_kg[links.product]
-    open_ = terms.cap_t > 0
+    # buyers order from sellers in business (with goods to sell) over links a policy leaves open
+    open_ = (terms.cap_t > 0) & (offer_slot_t[links.slot] > 1e-9)
     rel_open = np.where(open_, rel, np.inf)
     seg_min = np.minimum.reduceat(rel_open, links.seg_start)
     best = np.empty(n)
@@ -138,10 +140,14 @@ def clear(
     ship = ship + ship2
     sold = sold + np.bincount(links.slot, ship2, minlength=n_slots)
     received = np.bincount(links.dst, ship, minlength=n)
-    # orders still unmet are attributed to the links the buyer wanted, pro rata
+    # orders still unmet are demand for the sellers the buyer wanted but did not get enough
+    # from (qualification limits included); what a policy cap blocks seeks the other open
+    # links of sellers in business (by the logit weights) instead
     still = np.maximum(orders_t - received, 0.0)
-    short_w = np.maximum(wanted - ship, 0.0)
-    unmet_link = _spread(links, short_w, still, n)
+    short_w = np.maximum(np.minimum(wanted, terms.cap_t) - ship, 0.0)
+    has_w = np.bincount(links.dst, short_w, minlength=n) > 1e-12
+    room_w = w * (terms.cap_t > ship + 1e-12)
+    unmet_link = _spread(links, np.where(has_w[links.dst], short_w, room_w), still, n)
     return Clearing(
         shipped_t=ship,
         landed_usd_per_kg=landed,
@@ -156,44 +162,6 @@ def clear(
         sold_slot_t=sold,
         received_order_t=received,
     )
-
-
-def adjust_prices(
-    ask: np.ndarray,
-    demand_slot_t: np.ndarray,
-    sold_slot_t: np.ndarray,
-    stock_slot_t: np.ndarray,
-    expected_sales_slot_t: np.ndarray,
-    target_usd_per_kg: np.ndarray,
-    anchor_rate: np.ndarray,
-    target_cover_months: float,
-    rate: float,
-    floor_usd_per_kg: np.ndarray,
-) -> np.ndarray:
-    """Sellers' asks: market pressure plus slow reversion to a cost-plus target.
-
-    ``pressure = unmet share of orders - (cover / target cover - 1)``, clipped to [-1, 1]
-    (a seller with stock but no expected sales sees full downward pressure);
-    ``log ask += rate * pressure + anchor_rate * log(target / ask)``; asks never fall below
-    ``floor_usd_per_kg``.
-    """
-    unmet_share = np.divide(
-        demand_slot_t - sold_slot_t,
-        demand_slot_t,
-        out=np.zeros_like(ask),
-        where=demand_slot_t > 1e-12,
-    )
-    has_sales = expected_sales_slot_t > 1e-12
-    cover = np.divide(stock_slot_t, expected_sales_slot_t, out=np.zeros_like(ask), where=has_sales)
-    excess_cover = np.where(
-        has_sales,
-        np.clip(cover / target_cover_months - 1.0, -1.0, 1.0),
-        (stock_slot_t > 1e-9).astype(float),
-    )
-    pressure = np.clip(unmet_share - excess_cover, -1.0, 1.0)
-    anchor = np.log(np.maximum(target_usd_per_kg, 1e-9) / ask) * anchor_rate
-    new = ask * np.exp(rate * pressure + anchor)
-    return np.maximum(new, floor_usd_per_kg)
 
 
 def slot_index(node: np.ndarray, product: int | np.ndarray) -> np.ndarray:

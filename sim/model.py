@@ -10,10 +10,12 @@ import numpy as np
 from sim.agents import OEM, Converter, Mine, Recycler
 from sim.build import assemble
 from sim.calendar import parse_month
+from sim.expectations import update_expectations
 from sim.finance import complete, invest, settle, track_risk
 from sim.ledger import KG_PER_T, Capacity, Delivery, Transfer, tally_ndpr
-from sim.market import adjust_prices, clear
-from sim.network import NP, P
+from sim.market import clear
+from sim.network import NP
+from sim.prices import price_index, set_prices
 from sim.recorder import Recorder
 from sim.state import MonthTally, State
 from sim.world import SECTORS, World
@@ -144,9 +146,9 @@ class SupplyChainModel(mesa.Model):
         self.pay_for_trade()
         self.post(self.policies.after_trade(self))
         self.pay_running_costs()
-        self.price_index = self._price_index()
-        self.set_prices()
-        self.update_expectations()
+        self.price_index = price_index(self)
+        set_prices(self)  # tatonnement, then border rents (sim.prices)
+        update_expectations(self)  # and buyers' supply risk (sim.expectations)
         OEM.substitute(self)
         track_risk(self)
         settle(self)
@@ -195,7 +197,11 @@ class SupplyChainModel(mesa.Model):
             s.outage_factor[who] = 1.0 - b.outage_capacity_loss
 
     def place_orders(self) -> None:
-        """Buyers order to cover expected use, target cover and the supply line."""
+        """Buyers order to cover expected use, their target cover and the supply line.
+
+        Target cover is the normal cover scaled by ``1 + risk`` (precautionary stocks,
+        ODD 7.5): buyers hoard in a scare and destock as it fades.
+        """
         s, b = self.state, self.world.behaviour
         conv = self.idx["converter"]
         oem = self.idx["oem"]
@@ -203,9 +209,11 @@ class SupplyChainModel(mesa.Model):
         # inputs for the output planned this month (idle capacity creates no demand)
         use[conv] = s.plan[conv] * s.in_ratio[conv]
         use[oem] = s.demand_ema[oem]
-        cover = np.full(self.nodes.n, b.buyer_target_cover_months)
-        cover[oem] = s.target_cover[oem]
-        target = use * (cover + s.lead_mean)
+        normal = np.full(self.nodes.n, b.buyer_target_cover_months)
+        normal[oem] = s.target_cover[oem]
+        s.cover_months[:] = normal * (1.0 + s.risk)
+        # supply line at order time: shipments of the last (lead - 1) months are in transit
+        target = use * (s.cover_months + np.maximum(s.lead_mean - 1.0, 0.0))
         self.orders = np.maximum(
             use + (target - s.inv_in - s.pipeline) / b.inventory_adjust_months, 0.0
         )
@@ -218,6 +226,8 @@ class SupplyChainModel(mesa.Model):
         # supplier qualification: a link carries at most its established share of the
         # buyer's orders plus `new_supplier_share` (switching suppliers takes time)
         qualified = (self.relationship + b.new_supplier_share) * self.orders[links.dst]
+        if links.n:  # the border rent on links under a binding export cap (sim.prices)
+            self.link_rent = np.maximum(self.link_price - s.ask.reshape(-1)[links.slot], 0.0)
         c = clear(
             links,
             self.orders,
@@ -253,91 +263,6 @@ class SupplyChainModel(mesa.Model):
         self.relationship = np.where(
             ordered, (1 - r) * self.relationship + r * share, self.relationship
         )
-
-    def _price_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """Market prices per product, China-domestic and ex-China.
-
-        ``china`` = domestic sellers' asks weighted by this month's sales; ``world`` =
-        landed prices paid by buyers outside the domestic region, weighted by tonnes
-        (without such trade: the cheapest landed offer with stock). Carried forward when
-        there is neither.
-        """
-        c, links, s = self.clearing, self.links, self.state
-        slots = self.sell_slots
-        prod = slots % NP
-        ask = s.ask.reshape(-1)[slots]
-        sold = c.sold_slot_t[slots]
-        dom = self._seller_dom
-        last_c, last_w = self.price_index
-        w = np.bincount(prod[dom], sold[dom], minlength=NP)
-        v = np.bincount(prod[dom], sold[dom] * ask[dom], minlength=NP)
-        cnt = np.bincount(prod[dom], minlength=NP)
-        mean_ask = np.divide(
-            np.bincount(prod[dom], ask[dom], minlength=NP), cnt, out=last_c.copy(), where=cnt > 0
-        )
-        china = np.where(w > 1e-9, v / np.maximum(w, 1e-300), mean_ask)
-        f = self._link_foreign
-        tw = np.bincount(links.product[f], c.shipped_t[f], minlength=NP)
-        tv = np.bincount(links.product[f], c.shipped_t[f] * c.landed_usd_per_kg[f], minlength=NP)
-        avail = f & (s.inv_out.reshape(-1)[links.slot] > 1e-9)
-        cheapest = np.full(NP, np.inf)
-        np.minimum.at(cheapest, links.product[avail], c.landed_usd_per_kg[avail])
-        quote = np.where(np.isfinite(cheapest), cheapest, last_w)
-        world = np.where(tw > 1e-9, tv / np.maximum(tw, 1e-300), quote)
-        return china, world
-
-    def set_prices(self) -> None:
-        """Sellers adjust asks: market pressure plus pull toward cost-plus."""
-        s, b = self.state, self.world.behaviour
-        slots = self.sell_slots
-        node = slots // NP
-        prod = slots % NP
-        main = prod == s.out_product[node]
-        cap_m = s.cap[node] / 12.0 * s.online[node]
-        util = np.divide(s.prod_ema[node], cap_m, out=np.zeros(slots.size), where=cap_m > 0)
-        markup = self._markup[node] + b.markup_utilisation_slope * (util - b.reference_utilisation)
-        cost = s.unit_cost[node]
-        scrap_target = b.scrap_payable_share * self.price_index[0][P["oxide"]]
-        target = np.where(main, cost * (1.0 + markup), scrap_target)
-        anchor = np.where(
-            main, np.where(cost > 0, b.price_anchor_rate, 0.0), b.scrap_price_anchor_rate
-        )
-        floor = np.where(main, b.price_floor_cost_share * cost, 0.05 * self.ref_price[prod])
-        ask = s.ask.reshape(-1)
-        # a seller short of inputs passes input costs on but adds no scarcity premium
-        demand = np.where(
-            s.input_bound[node],
-            self.clearing.sold_slot_t[slots],
-            self.clearing.demand_slot_t[slots],
-        )
-        ask[slots] = adjust_prices(
-            ask[slots],
-            demand,
-            self.clearing.sold_slot_t[slots],
-            s.inv_out.reshape(-1)[slots],
-            s.sales_ema.reshape(-1)[slots],
-            target,
-            anchor,
-            b.seller_target_cover_months,
-            b.price_adjust_rate,
-            floor,
-        )
-
-    def update_expectations(self) -> None:
-        """Exponential smoothing of sales, production, demand and margins."""
-        s, a = self.state, self.world.behaviour.expectation_smoothing
-        sales = s.sales_ema.reshape(-1)
-        slots = self.sell_slots
-        # expected sales follow the orders received (not only what could be delivered)
-        sales[slots] = (1 - a) * sales[slots] + a * self.clearing.demand_slot_t[slots]
-        firms = self.idx["firm"]
-        s.prod_ema[firms] = (1 - a) * s.prod_ema[firms] + a * s.produced[firms]
-        oem = self.idx["oem"]
-        s.demand_ema[oem] = (1 - a) * s.demand_ema[oem] + a * s.demand[oem]
-        cost = s.unit_cost[firms]
-        price = self.policies.price_received(self, firms, s.ask[firms, s.out_product[firms]])
-        margin = np.divide(price - cost, cost, out=np.zeros(firms.size), where=cost > 0)
-        s.margin_ema[firms] = (1 - a / 3) * s.margin_ema[firms] + (a / 3) * margin
 
     def pay_for_trade(self) -> None:
         """Post the month's trade payments from the clearing, per link (see Clearing).

@@ -51,6 +51,7 @@ class State:
         self.pipeline = z()  # in transit towards the node
         self.ask = np.zeros((n, NP))
         self.sales_ema = np.zeros((n, NP))
+        self.slot_demand_ema = np.zeros((n, NP))  # smoothed demand reaching each offer slot
         self.prod_ema = z()
         self.margin_ema = z()
         self.buy_price_ema = z()
@@ -71,8 +72,19 @@ class State:
         self.demand_ema = z()
         self.shortage = z()
         self.pending = np.zeros(n, bool)
-        self.input_bound = np.zeros(n, bool)
+        self.output_bound = np.zeros(n, bool)  # output held back by inputs or a quota
         self.plan = z()  # output planned this month (before input limits), t
+        # short-run supply (ODD 7.3)
+        self.run_rate = np.ones(n)  # share of capacity running (ramps after idling)
+        self.u0 = np.ones(n)  # supply curve: utilisation at the normal price/cost ratio
+        self.normal_rel = np.ones(n)  # supply curve: normal price / unit cost
+        # buyers' perceived supply risk and precautionary cover (ODD 7.5)
+        self.unfilled_ema = z()  # smoothed share of own orders left unfilled
+        self.unfilled_slow = z()  # what the buyer is used to (slow average of the above)
+        self.price_slow = z()  # slow average of the input price paid (momentum baseline)
+        self.risk = z()  # perceived supply risk (dimensionless)
+        self.cover_months = z()  # target input cover in force, months of use
+        self.theta_target = z()  # substitution share wanted (after the design lag)
 
     def reset_month(self) -> None:
         """Zero the per-month flow arrays."""

@@ -119,6 +119,9 @@ class SectorSpec(_Strict):
     lifetime_years: Pos = Field(description="product lifetime before magnets reach end of life")
     price_elasticity: Annotated[float, Field(le=0.0)] = -0.1
     substitution_max: Share = Field(0.3, description="max share of demand thrifted/substituted")
+    substitution_rate_per_month: NonNeg | None = Field(
+        None, description="most demand share substituted per month (None: behaviour default)"
+    )
     source: str = ""
 
     @field_validator("growth")
@@ -217,14 +220,31 @@ class BehaviourSpec(_Strict):
     price_sensitivity: Pos = Field(
         6.0, description="buyers' logit weight on landed cost / reference price"
     )
-    price_adjust_rate: Pos = Field(0.04, description="max log price change per month")
+    price_discovery_months: Annotated[float, Field(ge=1.0)] = Field(
+        4.0,
+        description="months over which sellers close an excess demand by price: each month a "
+        "price moves 1/price_discovery_months of the way to the price that would clear its "
+        "market at the perceived elasticities (ODD 7.4)",
+    )
+    perceived_demand_elasticity: Pos = Field(
+        2.0,
+        description="the demand elasticity sellers act on when a whole market is short or "
+        "long: larger than the sectors' own, since orders respond to prices with lags of "
+        "months and a step at the true elasticity overshoots (ODD 7.4)",
+    )
     seller_target_cover_months: Pos = 1.5
     buyer_target_cover_months: Pos = 2.0
     inventory_adjust_months: Annotated[float, Field(ge=1.0)] = 6.0
     expectation_smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
-    utilisation_floor: Share = 0.2
-    margin_response: NonNeg = 1.5
-    price_floor_cost_share: Share = Field(0.6, description="asks never fall below this x unit cost")
+    restart_months: Annotated[float, Field(ge=1.0)] = Field(
+        3.0,
+        description="months for idle capacity to ramp to the rate its supply curve wants (ODD 7.3)",
+    )
+    price_floor_cost_share: Share = Field(
+        0.6,
+        description="sellers' reservation price: they hold stock rather than sell below this "
+        "x unit cost",
+    )
     markup: dict[str, float] = Field(
         default_factory=lambda: {
             "mine": 0.2,
@@ -233,15 +253,43 @@ class BehaviourSpec(_Strict):
             "magnet_plant": 0.1,
             "recycler": 0.1,
         },
-        description="cost-plus markup at reference utilisation, by role",
+        description="price above unit cost at which a firm not yet operating would run at "
+        "reference_utilisation, by role (its supply curve's start point)",
     )
     scrap_payable_share: Share = Field(0.78, description="scrap price / China oxide price")
     scrap_price_anchor_rate: Share = Field(
-        0.25, description="monthly pull of scrap asks toward the payable price"
+        0.25, description="monthly pull of scrap asks toward the payable price (an index contract)"
     )
-    markup_utilisation_slope: NonNeg = Field(0.8, description="markup change per unit utilisation")
-    reference_utilisation: Share = 0.8
-    price_anchor_rate: Share = Field(0.05, description="monthly pull of asks toward cost-plus")
+    supply_elasticity: dict[str, float] = Field(
+        default_factory=lambda: {
+            "mine": 1.0,
+            "separator": 2.0,
+            "metal_maker": 2.0,
+            "magnet_plant": 2.0,
+            "recycler": 2.0,
+        },
+        description="short-run price elasticity of spare capacity (spare capacity shrinks as "
+        "the price rises), by role (ODD 7.3)",
+    )
+    reference_utilisation: Share = Field(
+        0.8,
+        description="share of capacity a firm not yet operating runs at unit cost x (1 + markup)",
+    )
+    precaution_unfilled_weight: NonNeg = Field(
+        2.0,
+        description="extra cover (x normal) per unit share of orders left unfilled above "
+        "what the buyer is used to (ODD 7.5)",
+    )
+    precaution_momentum_weight: NonNeg = Field(
+        1.0,
+        description="extra cover (x normal) per unit rise in the log input price over its "
+        "slow average (ODD 7.5)",
+    )
+    precaution_controls_weight: NonNeg = Field(
+        0.5,
+        description="extra cover (x normal) when all supply comes over links under an export "
+        "licence or quota (ODD 7.5)",
+    )
     investment_hurdle_margin: float = Field(
         0.1, description="margin above the role's normal markup that triggers expansion"
     )
@@ -271,13 +319,23 @@ class BehaviourSpec(_Strict):
     relationship_smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.1, description="monthly smoothing of each link's share of the buyer's purchases"
     )
-    substitution_price_threshold: Pos = Field(1.5, description="x reference price")
-    substitution_rate_per_month: NonNeg = 0.01
+    substitution_price_threshold: Pos = Field(
+        1.5, description="NdPr cost in a magnet, x its start value, above which OEMs redesign"
+    )
+    substitution_risk_weight: NonNeg = Field(
+        1.0, description="weight of perceived supply risk in the redesign driver (ODD 7.6)"
+    )
+    substitution_lag_months: Annotated[float, Field(ge=1.0)] = Field(
+        12.0, description="mean lag from a redesign decision to its effect (design cycle)"
+    )
+    substitution_rate_per_month: NonNeg = Field(
+        0.01, description="most demand share substituted per month (default for sectors)"
+    )
     substitution_decay_per_month: NonNeg = 0.002
     demand_growth_multiplier: NonNeg = 1.0
     magnet_ndpr_share: Share = Field(0.28, description="t NdPr per t magnet in end-of-life scrap")
 
-    @field_validator("lead_time_years", "markup")
+    @field_validator("lead_time_years", "markup", "supply_elasticity")
     @classmethod
     def _roles(cls, v: dict[str, float], info: Any) -> dict[str, float]:
         roles = ("mine", "separator", "metal_maker", "magnet_plant", "recycler")

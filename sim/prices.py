@@ -1,0 +1,243 @@
+"""Prices by mechanism (ODD 7.4): sellers' tatonnement, border rents, the market indices.
+
+No clip and no cost anchor bounds how far a price goes: each month a seller's ask moves a
+share ``1 / price_discovery_months`` of the way to the price that would clear its market at
+the elasticities it perceives (a damped Newton step on excess demand). Demand a licence or
+quota rations still reaches sellers (it seeks other open links, or counts as unmet at the
+sellers the buyer wanted), and a binding export cap lets exporters charge foreign buyers the
+price of their alternatives: the quota rent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sim.network import NP, P
+
+if TYPE_CHECKING:
+    from sim.model import SupplyChainModel
+
+EXCESS_DEMAND_EPS = 0.05
+"""Regularises ``log(D / S)`` when demand or supply is zero: 5 % of the seller's normal sales."""
+
+
+def supply_share(
+    model: SupplyChainModel, idx: np.ndarray, price: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Short-run supply curves (ODD 7.3): the share of capacity worth running at ``price``.
+
+    ``1 - u = (1 - u0) x ((price / unit_cost) / r0)^(-k)``: spare capacity shrinks as the
+    price rises (``k``, the role's ``supply_elasticity``), so supply is elastic while there is
+    spare capacity and steep near full capacity (the commodity "hockey stick"). The curve
+    passes through each firm's operating point at the start (utilisation ``u0`` at price/cost
+    ratio ``r0``, see :func:`sim.expectations.init_expectations`).
+
+    Returns:
+        The share of capacity, and its elasticity to the price.
+    """
+    s = model.state
+    cost = s.unit_cost[idx]
+    rel = np.divide(price, cost * s.normal_rel[idx], out=np.ones(idx.size), where=cost > 0)
+    k = model.supply_elasticity[idx]
+    spare = (1.0 - s.u0[idx]) * np.power(np.maximum(rel, 1e-12), -k)
+    u = np.clip(1.0 - spare, 0.0, 1.0)
+    e = np.divide(k * np.minimum(spare, 1.0), u, out=np.zeros(idx.size), where=u > 1e-9)
+    return u, e
+
+
+def price_index(model: SupplyChainModel) -> tuple[np.ndarray, np.ndarray]:
+    """Market prices per product: the domestic market and the rest (ex-domestic).
+
+    Each is a chain-linked Laspeyres index (USD/kg) of the per-link prices buyers in that
+    market face (seller price incl. rent, plus transport; before tariffs and duties), weighted
+    by last month's orders on each link: the index moves with prices, not with shifts between
+    suppliers. A market that had no orders keeps its index.
+
+    Returns:
+        ``(domestic, ex_domestic)`` arrays of length ``NP`` (``nan`` where a market never
+        traded).
+    """
+    c, links = model.clearing, model.links
+    last = np.stack(model.price_index)
+    if links.n == 0:
+        return last[0], last[1]
+    now = c.price_usd_per_kg + c.transport_usd_per_kg
+    prev = now if model.index_prices is None else model.index_prices
+    w = model.index_weights
+    key = model._link_foreign.astype(np.int64) * NP + links.product
+    num = np.bincount(key, w * now, minlength=2 * NP).reshape(2, NP)
+    den = np.bincount(key, w * prev, minlength=2 * NP).reshape(2, NP)
+    ratio = np.divide(num, den, out=np.ones((2, NP)), where=den > 1e-12)
+    first = ~np.isfinite(last)
+    if first.any():  # a market seen for the first time: its order-weighted mean price
+        wn = np.bincount(key, c.wanted_t, minlength=2 * NP).reshape(2, NP)
+        vn = np.bincount(key, c.wanted_t * now, minlength=2 * NP).reshape(2, NP)
+        mean = np.divide(vn, wn, out=np.full((2, NP), np.nan), where=wn > 1e-12)
+        last = np.where(first, mean, last)
+        ratio = np.where(first, 1.0, ratio)
+    model.index_prices = now
+    model.index_weights = c.wanted_t.copy()
+    out = last * ratio
+    return out[0], out[1]
+
+
+def set_prices(model: SupplyChainModel) -> None:
+    """Sellers' asks move by tatonnement on excess demand, then border rents update.
+
+    Each seller offers ``S``: the capacity worth running at its ask (its short-run supply
+    curve, or what it could make where inputs or a quota held it back) plus stock above its
+    target cover, drawn down over ``inventory_adjust_months``. ``D`` is the smoothed demand
+    reaching it: its sales plus its share of orders left unmet (demand rationed by supplier
+    qualification included; demand a policy cap blocks seeks other sellers). Sellers of a
+    product in one market (the domestic region, the rest) share a market price; it moves
+    toward the price that would clear the market, ``log(sum D / sum S) / (e_D + e_S)``, by
+    ``1 / price_discovery_months`` a month (``e_S`` the market's supply elasticity at the
+    current point, ``e_D`` the perceived demand elasticity plus buyers' switching to the
+    other market's spare supply). Each seller's price relative to its market moves the same
+    way on its own excess demand against its own elasticities (logit demand, its supply
+    curve). An input-limited seller offers only what it could make, so it prices its
+    scarcity too. Scrap is index-priced to oxide.
+    """
+    s, b, c = model.state, model.world.behaviour, model.clearing
+    slots = model.sell_slots
+    node = slots // NP
+    prod = slots % NP
+    main = prod == s.out_product[node]
+    ask = s.ask.reshape(-1)
+    price = ask[slots]
+    sales = s.sales_ema.reshape(-1)[slots]
+    stock = s.inv_out.reshape(-1)[slots] + c.sold_slot_t[slots]
+    cap = model.available_capacity_t(node)
+    run, e_s = supply_share(model, node, price)
+    bound = s.output_bound[node]
+    flow = np.where(bound, np.minimum(cap * run, s.produced[node]), cap * run)
+    e_s = np.where(bound, 0.0, e_s)
+    offer = np.maximum(
+        flow + (stock - b.seller_target_cover_months * sales) / b.inventory_adjust_months, 0.0
+    )
+    a = b.expectation_smoothing
+    dem = s.slot_demand_ema.reshape(-1)
+    dem[slots] = (1 - a) * dem[slots] + a * c.demand_slot_t[slots]
+    eps = EXCESS_DEMAND_EPS * np.maximum(np.maximum(sales, cap * b.reference_utilisation), 1e-9)
+    active = main & ((cap > 0) | (stock > 1e-9))  # firms not yet operating keep their quotes
+    d, sup = dem[slots] + eps, offer + eps
+    rel_price = price / model.ref_price[prod]
+    move_m, gap_m, key = _market_step(model, d, sup, e_s, rel_price, prod, active)
+    move_own = (np.log(d / sup) - gap_m[key]) / _own_elasticity(model, slots, rel_price, e_s)
+    step = (move_m[key] + move_own) / b.price_discovery_months
+    scrap_target = b.scrap_payable_share * model.price_index[0][P["oxide"]]
+    scrap_step = b.scrap_price_anchor_rate * np.log(np.maximum(scrap_target, 1e-9) / price)
+    new = price * np.exp(np.where(main, np.where(active, step, 0.0), scrap_step))
+    # sellers' reservation price: below it they hold stock rather than sell
+    floor = np.where(
+        main, b.price_floor_cost_share * s.unit_cost[node], 0.05 * model.ref_price[prod]
+    )
+    ask[slots] = np.maximum(new, floor)
+    update_link_prices(model)
+
+
+def _market_step(
+    model: SupplyChainModel,
+    d: np.ndarray,
+    sup: np.ndarray,
+    e_s: np.ndarray,
+    rel_price: np.ndarray,
+    prod: np.ndarray,
+    active: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Newton step of each market (seller location x product) toward clearing.
+
+    Returns:
+        The log price move per market, its log excess demand, and each slot's market key.
+    """
+    b = model.world.behaviour
+    key = (~model._seller_dom).astype(np.int64) * NP + prod
+    d_m = np.bincount(key, np.where(active, d, 0.0), minlength=2 * NP)
+    s_m = np.bincount(key, np.where(active, sup, 0.0), minlength=2 * NP)
+    es_m = np.bincount(key, np.where(active, sup * e_s, 0.0), minlength=2 * NP)
+    es_m = np.divide(es_m, s_m, out=np.zeros(2 * NP), where=s_m > 0)
+    gap_m = np.log(np.divide(d_m, s_m, out=np.ones(2 * NP), where=(s_m > 0) & (d_m > 0)))
+    # buyers switch to the other market's spare supply: demand there is more elastic
+    other = np.roll(np.arange(2 * NP), NP)
+    spare = np.maximum(s_m[other] - d_m[other], 0.0)
+    switch = np.minimum(np.divide(spare, d_m, out=np.zeros(2 * NP), where=d_m > 0), 1.0)
+    p_m = np.divide(
+        np.bincount(key, np.where(active, d * rel_price, 0.0), minlength=2 * NP),
+        d_m,
+        out=np.ones(2 * NP),
+        where=d_m > 0,
+    )
+    e_d = b.perceived_demand_elasticity + b.price_sensitivity * p_m * switch
+    return gap_m / (e_d + es_m), gap_m, key
+
+
+def _own_elasticity(
+    model: SupplyChainModel, slots: np.ndarray, rel_price: np.ndarray, e_s: np.ndarray
+) -> np.ndarray:
+    """A seller's own-price elasticity against its market: logit demand plus its supply.
+
+    Buyers switch only to suppliers that can deliver, so the logit elasticity is scaled by
+    its buyers' fill rate; a node aggregates many competing firms, so its share does not
+    lower it. Never below the sectors' own demand elasticity.
+    """
+    s, b, c, links = model.state, model.world.behaviour, model.clearing, model.links
+    fill_b = np.divide(
+        c.received_order_t, model.orders, out=np.ones(model.nodes.n), where=model.orders > 1e-12
+    )
+    fw = np.bincount(links.slot, c.wanted_t * fill_b[links.dst], minlength=s.ask.size)[slots]
+    ww = np.bincount(links.slot, c.wanted_t, minlength=s.ask.size)[slots]
+    fill = np.divide(fw, ww, out=np.ones(slots.size), where=ww > 1e-12)
+    return np.maximum(b.price_sensitivity * rel_price * fill + e_s, model.demand_elasticity)
+
+
+def update_link_prices(model: SupplyChainModel) -> None:
+    """Exports under a binding licence or quota sell at the foreign price: a border rent.
+
+    For each exporting region and product whose capped links are full (shipments at their
+    caps), the exporters charge foreign buyers what those buyers' other suppliers ask (the
+    order-weighted ask of sellers of the product outside the exporting region): the quota
+    rent of trade theory, ``foreign price - domestic price`` per kg, earned by the exporting
+    sellers (licence holders are the exporters themselves under China's 2025 regime). The
+    log premium moves toward that target by ``1 / price_discovery_months`` a month and back
+    toward zero once the caps no longer bind.
+    """
+    links, c, b, s = model.links, model.clearing, model.world.behaviour, model.state
+    if links.n == 0:
+        return
+    n_reg = len(model.nodes.regions)
+    ask = s.ask.reshape(-1)[links.slot]
+    cap = model.policies.terms.cap_t
+    capped = np.isfinite(cap)
+    src_reg = model.nodes.region[links.src]
+    group = src_reg * NP + links.product
+    ship_g = np.bincount(group, capped * c.shipped_t, minlength=n_reg * NP)
+    cap_g = np.bincount(group, np.where(capped, cap, 0.0), minlength=n_reg * NP)
+    binding = ((cap_g > 0) & (ship_g >= 0.95 * cap_g)) | ((cap_g == 0) & (ship_g == 0))
+    w = c.wanted_t + 1e-12  # the exporters' own ask and the foreign alternative, order-weighted
+    own = np.bincount(group, capped * w * ask, minlength=n_reg * NP)
+    own_w = np.bincount(group, capped * w, minlength=n_reg * NP)
+    target = np.zeros(n_reg * NP)
+    for r in np.unique(src_reg[capped]):
+        other = src_reg != r
+        alt = np.bincount(links.product[other], (w * ask)[other], minlength=NP)
+        alt_w = np.bincount(links.product[other], w[other], minlength=NP)
+        g = r * NP + np.arange(NP)
+        ratio = np.divide(
+            alt * own_w[g], alt_w * own[g], out=np.ones(NP), where=(alt_w > 0) & (own[g] > 0)
+        )
+        target[g] = np.log(np.maximum(ratio, 1.0))
+    has = own_w > 0
+    target = np.where(has & binding, target, 0.0)
+    prem = model.export_premium + (target - model.export_premium) / b.price_discovery_months
+    model.export_premium = np.where(has, prem, 0.0)
+    model.link_price = ask * np.exp(np.where(capped, model.export_premium[group], 0.0))
+
+
+def oxide_price_for(model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
+    """The NdPr oxide market price each node faces (its market's index), USD/kg."""
+    dom, ex = model.price_index
+    foreign = model.state.region[idx] != model._domestic
+    p = np.where(foreign, ex[P["oxide"]], dom[P["oxide"]])
+    return np.where(np.isfinite(p), p, dom[P["oxide"]])
