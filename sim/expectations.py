@@ -36,11 +36,9 @@ def init_expectations(model: SupplyChainModel) -> None:
     s.cover_months[:] = b.buyer_target_cover_months
     oem = model.idx["oem"]
     s.cover_months[oem] = s.target_cover[oem]
-    model.link_price = s.ask.reshape(-1)[model.links.slot].copy()
+    model.precautionary_target_t = np.zeros(model.nodes.n)
     # log premium of exports under a licence or quota, by (exporting region, product)
     model.export_premium = np.zeros(len(model.nodes.regions) * s.ask.shape[1])
-    model.index_weights = np.zeros(model.links.n)
-    model.index_prices = None
 
 
 def update_expectations(model: SupplyChainModel) -> None:
@@ -64,11 +62,12 @@ def update_expectations(model: SupplyChainModel) -> None:
 def update_risk(model: SupplyChainModel) -> None:
     """Buyers' perceived supply risk (ODD 7.5), one rule for every buyer.
 
-    ``risk = w_u x max(unfilled - usual, 0) + w_p x max(momentum, 0) + w_c x controlled``:
+    ``x = w_u x max(unfilled - usual, 0) + w_p x max(momentum, 0) + w_c x controlled``:
     the rise of the smoothed share of the buyer's orders left unfilled over what it is used
     to (its slow average), the rise of the log input price it pays over its slow average, and
     the share of its supply bought over links under an export licence or quota. Each term
-    fades as its cause does or as buyers get used to it.
+    fades as its cause does or as buyers get used to it. Perception saturates: ``risk =
+    m x (1 - exp(-x / m))`` with ``m = precaution_max_extra_cover`` (about ``x`` when small).
     """
     s, b = model.state, model.world.behaviour
     a = b.expectation_smoothing
@@ -87,9 +86,12 @@ def update_risk(model: SupplyChainModel) -> None:
     if links.n:
         capped = np.isfinite(model.policies.terms.cap_t)
         controlled = np.bincount(links.dst, model.relationship * capped, minlength=model.nodes.n)
-    s.risk[buyers] = (
+    raw = (
         b.precaution_unfilled_weight
         * np.maximum(s.unfilled_ema[buyers] - s.unfilled_slow[buyers], 0.0)
         + b.precaution_momentum_weight * np.maximum(momentum, 0.0)
         + b.precaution_controls_weight * np.minimum(controlled[buyers], 1.0)
     )
+    # perception saturates: cover rises at most to (1 + precaution_max_extra_cover) x normal
+    top = b.precaution_max_extra_cover
+    s.risk[buyers] = top * -np.expm1(-raw / top) if top > 0 else 0.0

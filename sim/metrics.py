@@ -103,11 +103,11 @@ declare(
         "USD/kg",
         "price",
         PR,
-        "Region `<domestic>` (the world's `market.domestic_region`, e.g. `china`): asks of "
-        "sellers in the domestic market weighted by the month's sales. Region "
-        "`ex_<domestic>` (e.g. `ex_china`): landed price (ask x (1 + tariff) + transport) "
-        "paid by buyers outside it, weighted by tonnes; without such trade the cheapest "
-        "landed offer with stock; carried forward when neither exists.",
+        "Market price index of the buyers in region `<domestic>` (the world's "
+        "`market.domestic_region`, e.g. `china`) and of those outside it (`ex_<domestic>`, "
+        "e.g. `ex_china`): the average price on the links they order over (seller's price "
+        "incl. border rent, plus transport; before tariffs and duties), weighted by the tonnes "
+        "wanted on each link in the month; carried forward in a month without orders.",
     ),
     Metric(
         "production_t",
@@ -127,6 +127,45 @@ declare(
         "transit (region `transit`), strategic stockpiles (holder's region).",
     ),
     Metric("capacity_t_per_yr", "t/yr", "stock", PR, "Installed, online capacity."),
+    Metric(
+        "running_capacity_t_per_yr",
+        "t/yr",
+        "stock",
+        PR,
+        "Capacity running: online capacity x the share its short-run supply curve runs "
+        "(ramping over `restart_months`) x outages. Restarts show as rises.",
+    ),
+    Metric(
+        "buyer_stock_t",
+        "t",
+        "stock",
+        PR,
+        "Buyers' input stock at the end of the month, by input product and buyer region "
+        "(OEMs: magnets).",
+    ),
+    Metric(
+        "precautionary_target_t",
+        "t",
+        "stock",
+        PR,
+        "Stock buyers target above their normal cover because of perceived supply risk "
+        "(ODD 7.5), by input product and buyer region: hoarding in a scare, 0 when calm.",
+    ),
+    Metric(
+        "substituted_t",
+        "t",
+        "flow",
+        ("product", "region", "sector"),
+        "Magnet demand OEMs designed out (substitution and thrifting) in the month.",
+    ),
+    Metric(
+        "border_rent_usd",
+        "USD",
+        "flow",
+        PR,
+        "Border (quota) rent earned on exports under a binding licence or quota in the month, "
+        "by product and exporting region (paid by foreign buyers to the exporters).",
+    ),
     Metric(
         "demand_t",
         "t",

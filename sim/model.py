@@ -15,7 +15,7 @@ from sim.finance import complete, invest, settle, track_risk
 from sim.ledger import KG_PER_T, Capacity, Delivery, Transfer, tally_ndpr
 from sim.market import clear
 from sim.network import NP
-from sim.prices import price_index, set_prices
+from sim.prices import border_rent, price_index, set_prices
 from sim.recorder import Recorder
 from sim.state import MonthTally, State
 from sim.world import SECTORS, World
@@ -212,6 +212,7 @@ class SupplyChainModel(mesa.Model):
         normal = np.full(self.nodes.n, b.buyer_target_cover_months)
         normal[oem] = s.target_cover[oem]
         s.cover_months[:] = normal * (1.0 + s.risk)
+        self.precautionary_target_t = use * normal * s.risk  # stock wanted above normal cover
         # supply line at order time: shipments of the last (lead - 1) months are in transit
         target = use * (s.cover_months + np.maximum(s.lead_mean - 1.0, 0.0))
         self.orders = np.maximum(
@@ -227,7 +228,7 @@ class SupplyChainModel(mesa.Model):
         # buyer's orders plus `new_supplier_share` (switching suppliers takes time)
         qualified = (self.relationship + b.new_supplier_share) * self.orders[links.dst]
         if links.n:  # the border rent on links under a binding export cap (sim.prices)
-            self.link_rent = np.maximum(self.link_price - s.ask.reshape(-1)[links.slot], 0.0)
+            self.link_rent = border_rent(self)
         c = clear(
             links,
             self.orders,

@@ -50,36 +50,25 @@ def supply_share(
 def price_index(model: SupplyChainModel) -> tuple[np.ndarray, np.ndarray]:
     """Market prices per product: the domestic market and the rest (ex-domestic).
 
-    Each is a chain-linked Laspeyres index (USD/kg) of the per-link prices buyers in that
-    market face (seller price incl. rent, plus transport; before tariffs and duties), weighted
-    by last month's orders on each link: the index moves with prices, not with shifts between
-    suppliers. A market that had no orders keeps its index.
+    Each is the average price on the links the buyers in that market order over (seller's
+    price incl. border rent, plus transport; before tariffs and duties), weighted by the
+    tonnes they want on each link this month: what buyers in the market face, moving when
+    they switch suppliers (e.g. back to the domestic market after an export halt). A market
+    without orders keeps its last value.
 
     Returns:
         ``(domestic, ex_domestic)`` arrays of length ``NP`` (``nan`` where a market never
-        traded).
+        had orders).
     """
     c, links = model.clearing, model.links
     last = np.stack(model.price_index)
     if links.n == 0:
         return last[0], last[1]
     now = c.price_usd_per_kg + c.transport_usd_per_kg
-    prev = now if model.index_prices is None else model.index_prices
-    w = model.index_weights
     key = model._link_foreign.astype(np.int64) * NP + links.product
-    num = np.bincount(key, w * now, minlength=2 * NP).reshape(2, NP)
-    den = np.bincount(key, w * prev, minlength=2 * NP).reshape(2, NP)
-    ratio = np.divide(num, den, out=np.ones((2, NP)), where=den > 1e-12)
-    first = ~np.isfinite(last)
-    if first.any():  # a market seen for the first time: its order-weighted mean price
-        wn = np.bincount(key, c.wanted_t, minlength=2 * NP).reshape(2, NP)
-        vn = np.bincount(key, c.wanted_t * now, minlength=2 * NP).reshape(2, NP)
-        mean = np.divide(vn, wn, out=np.full((2, NP), np.nan), where=wn > 1e-12)
-        last = np.where(first, mean, last)
-        ratio = np.where(first, 1.0, ratio)
-    model.index_prices = now
-    model.index_weights = c.wanted_t.copy()
-    out = last * ratio
+    w = np.bincount(key, c.wanted_t, minlength=2 * NP).reshape(2, NP)
+    v = np.bincount(key, c.wanted_t * now, minlength=2 * NP).reshape(2, NP)
+    out = np.divide(v, w, out=last.copy(), where=w > 1e-12)
     return out[0], out[1]
 
 
@@ -135,7 +124,7 @@ def set_prices(model: SupplyChainModel) -> None:
         main, b.price_floor_cost_share * s.unit_cost[node], 0.05 * model.ref_price[prod]
     )
     ask[slots] = np.maximum(new, floor)
-    update_link_prices(model)
+    update_export_premium(model)
 
 
 def _market_step(
@@ -159,10 +148,12 @@ def _market_step(
     es_m = np.bincount(key, np.where(active, sup * e_s, 0.0), minlength=2 * NP)
     es_m = np.divide(es_m, s_m, out=np.zeros(2 * NP), where=s_m > 0)
     gap_m = np.log(np.divide(d_m, s_m, out=np.ones(2 * NP), where=(s_m > 0) & (d_m > 0)))
-    # buyers switch to the other market's spare supply: demand there is more elastic
+    # buyers switch to the other market's spare supply over the links a policy leaves open:
+    # demand there is more elastic
     other = np.roll(np.arange(2 * NP), NP)
     spare = np.maximum(s_m[other] - d_m[other], 0.0)
     switch = np.minimum(np.divide(spare, d_m, out=np.zeros(2 * NP), where=d_m > 0), 1.0)
+    switch *= _reach(model)
     p_m = np.divide(
         np.bincount(key, np.where(active, d * rel_price, 0.0), minlength=2 * NP),
         d_m,
@@ -173,6 +164,24 @@ def _market_step(
     return gap_m / (e_d + es_m), gap_m, key
 
 
+def _reach(model: SupplyChainModel) -> np.ndarray:
+    """Per market (seller location x product): the share of cross-market links policy leaves open.
+
+    A market's buyers can switch to the other market's sellers over links that cross between
+    the two; where there are none the share is 0.
+    """
+    links = model.links
+    if links.n == 0:
+        return np.zeros(2 * NP)
+    seller_rest = model.nodes.region[links.src] != model._domestic
+    buyer_rest = model._link_foreign
+    cross = seller_rest != buyer_rest
+    key = buyer_rest.astype(np.int64) * NP + links.product  # the market the buyer stands in
+    total = np.bincount(key, cross, minlength=2 * NP)
+    open_ = np.bincount(key, cross & (model.policies.terms.cap_t > 0), minlength=2 * NP)
+    return np.divide(open_, total, out=np.zeros(2 * NP), where=total > 0)
+
+
 def _own_elasticity(
     model: SupplyChainModel, slots: np.ndarray, rel_price: np.ndarray, e_s: np.ndarray
 ) -> np.ndarray:
@@ -180,7 +189,8 @@ def _own_elasticity(
 
     Buyers switch only to suppliers that can deliver, so the logit elasticity is scaled by
     its buyers' fill rate; a node aggregates many competing firms, so its share does not
-    lower it. Never below the sectors' own demand elasticity.
+    lower it. Never below the perceived market demand elasticity: a seller reads its own
+    excess demand no more sharply than its market's.
     """
     s, b, c, links = model.state, model.world.behaviour, model.clearing, model.links
     fill_b = np.divide(
@@ -189,10 +199,10 @@ def _own_elasticity(
     fw = np.bincount(links.slot, c.wanted_t * fill_b[links.dst], minlength=s.ask.size)[slots]
     ww = np.bincount(links.slot, c.wanted_t, minlength=s.ask.size)[slots]
     fill = np.divide(fw, ww, out=np.ones(slots.size), where=ww > 1e-12)
-    return np.maximum(b.price_sensitivity * rel_price * fill + e_s, model.demand_elasticity)
+    return np.maximum(b.price_sensitivity * rel_price * fill + e_s, b.perceived_demand_elasticity)
 
 
-def update_link_prices(model: SupplyChainModel) -> None:
+def update_export_premium(model: SupplyChainModel) -> None:
     """Exports under a binding licence or quota sell at the foreign price: a border rent.
 
     For each exporting region and product whose capped links are full (shipments at their
@@ -201,7 +211,8 @@ def update_link_prices(model: SupplyChainModel) -> None:
     rent of trade theory, ``foreign price - domestic price`` per kg, earned by the exporting
     sellers (licence holders are the exporters themselves under China's 2025 regime). The
     log premium moves toward that target by ``1 / price_discovery_months`` a month and back
-    toward zero once the caps no longer bind.
+    toward zero once the caps no longer bind; :func:`border_rent` applies it to the links
+    capped in a month.
     """
     links, c, b, s = model.links, model.clearing, model.world.behaviour, model.state
     if links.n == 0:
@@ -210,8 +221,7 @@ def update_link_prices(model: SupplyChainModel) -> None:
     ask = s.ask.reshape(-1)[links.slot]
     cap = model.policies.terms.cap_t
     capped = np.isfinite(cap)
-    src_reg = model.nodes.region[links.src]
-    group = src_reg * NP + links.product
+    group = model.nodes.region[links.src] * NP + links.product
     ship_g = np.bincount(group, capped * c.shipped_t, minlength=n_reg * NP)
     cap_g = np.bincount(group, np.where(capped, cap, 0.0), minlength=n_reg * NP)
     binding = ((cap_g > 0) & (ship_g >= 0.95 * cap_g)) | ((cap_g == 0) & (ship_g == 0))
@@ -219,6 +229,7 @@ def update_link_prices(model: SupplyChainModel) -> None:
     own = np.bincount(group, capped * w * ask, minlength=n_reg * NP)
     own_w = np.bincount(group, capped * w, minlength=n_reg * NP)
     target = np.zeros(n_reg * NP)
+    src_reg = model.nodes.region[links.src]
     for r in np.unique(src_reg[capped]):
         other = src_reg != r
         alt = np.bincount(links.product[other], (w * ask)[other], minlength=NP)
@@ -232,7 +243,15 @@ def update_link_prices(model: SupplyChainModel) -> None:
     target = np.where(has & binding, target, 0.0)
     prem = model.export_premium + (target - model.export_premium) / b.price_discovery_months
     model.export_premium = np.where(has, prem, 0.0)
-    model.link_price = ask * np.exp(np.where(capped, model.export_premium[group], 0.0))
+
+
+def border_rent(model: SupplyChainModel) -> np.ndarray:
+    """This month's border rent per link (USD/kg): the export premium on links capped now."""
+    links, s = model.links, model.state
+    capped = np.isfinite(model.policies.terms.cap_t)
+    ask = s.ask.reshape(-1)[links.slot]
+    prem = model.export_premium[model.nodes.region[links.src] * NP + links.product]
+    return np.where(capped, ask * np.expm1(prem), 0.0)
 
 
 def oxide_price_for(model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:

@@ -35,6 +35,10 @@ class Recorder:
         self.demand = f(T, n)
         self.shortage = f(T, n)
         self.theta = f(T, n)
+        self.running = f(T, n)  # capacity running (t/yr): capacity x run rate x online
+        self.buyer_stock = f(T, n)  # buyers' input stock (t)
+        self.cover_extra = f(T, n)  # buyers' target stock above normal cover (t)
+        self.rent = np.zeros((T, e), np.float64)  # border rent earned per link (USD)
         self.shipped = np.zeros((T, e), np.float64)
         self.landed = np.zeros((T, e), np.float64)
         self.transit_p = f(T, NP)
@@ -67,6 +71,10 @@ class Recorder:
         self.demand[t] = s.demand
         self.shortage[t] = s.shortage
         self.theta[t] = s.theta
+        self.running[t] = s.cap * s.online * s.run_rate * s.outage_factor
+        self.buyer_stock[t] = s.inv_in
+        self.cover_extra[t] = model.precautionary_target_t
+        self.rent[t] = model.clearing.rent_usd_per_kg * model.clearing.shipped_t * 1e3
         self.shipped[t] = model.clearing.shipped_t
         self.landed[t] = model.clearing.landed_usd_per_kg
         self.transit_p[t] = (

@@ -289,6 +289,52 @@ def _capacity(c: BuildContext) -> list[pd.DataFrame]:
     return [c.by_prod_region(c.model.recorder.cap, fprod, "capacity_t_per_yr")]
 
 
+@builds("running_capacity_t_per_yr")
+def _running(c: BuildContext) -> list[pd.DataFrame]:
+    firms = c.model.idx["firm"]
+    fprod = np.full(c.model.nodes.n, -1)
+    fprod[firms] = c.model.state.out_product[firms]
+    return [c.by_prod_region(c.model.recorder.running, fprod, "running_capacity_t_per_yr")]
+
+
+@builds("buyer_stock_t")
+def _buyer_stock(c: BuildContext) -> list[pd.DataFrame]:
+    return [
+        c.by_prod_region(c.model.recorder.buyer_stock, c.model.state.in_product, "buyer_stock_t")
+    ]
+
+
+@builds("precautionary_target_t")
+def _precaution(c: BuildContext) -> list[pd.DataFrame]:
+    rec, prod = c.model.recorder, c.model.state.in_product
+    return [c.by_prod_region(rec.cover_extra, prod, "precautionary_target_t")]
+
+
+@builds("substituted_t")
+def _substituted(c: BuildContext) -> list[pd.DataFrame]:
+    rec = c.model.recorder
+    theta = rec.theta[: c.T]
+    lost = np.divide(
+        rec.demand[: c.T] * theta, 1.0 - theta, out=np.zeros_like(theta), where=theta < 1
+    )
+    return [c.oem_block("substituted_t", lost)]
+
+
+@builds("border_rent_usd")
+def _border_rent(c: BuildContext) -> list[pd.DataFrame]:
+    links = c.model.links
+    return [
+        product_region_block(
+            c.dates,
+            "border_rent_usd",
+            c.model.recorder.rent[: c.T],
+            links.product,
+            c.model.nodes.region[links.src],
+            c.regions,
+        )
+    ]
+
+
 @builds("demand_t")
 def _demand(c: BuildContext) -> list[pd.DataFrame]:
     return [c.oem_block("demand_t", c.model.recorder.demand)]

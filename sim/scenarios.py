@@ -11,7 +11,7 @@ An experiment file is TOML::
     start = "2024-01"                     # optional, else the world's calendar
     end = "2030-12"
     [defaults]                            # optional: applied to every scenario first
-    set = ["behaviour.price_adjust_rate=0.05"]
+    set = ["behaviour.price_discovery_months=3"]
     policies = { ... }
     [report]                              # optional: what report.md focuses on
     event_month = "2025-05"               # month for y/y export and shortage figures
@@ -60,7 +60,7 @@ TOP_KEYS = (
 )
 SCENARIO_KEYS = ("name", "description", "set", "policies")
 DEFAULT_KEYS = ("set", "policies")
-REPORT_KEYS = ("event_month", "focus_region", "years", "notes", "halt_months")
+REPORT_KEYS = ("event_month", "focus_region", "years", "notes", "halt_months", "shock_months")
 RESERVED_NAMES = {"figures", "assemble"}  # folders of the experiment's output
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -528,6 +528,8 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, float]:
             pk = (t0 + pd.DateOffset(months=k - 12)).strftime("%Y-%m")
             b = _month_value(exp_all, pk)
             m[f"exports_yoy_event+{k}"] = _month_value(exp_all, mk) / b - 1 if b > 0 else np.nan
+    if ev and report.get("shock_months"):
+        m.update(shock_metrics(look, dom, ev, int(report["shock_months"])))
     short_ex = look.ex("shortage_t", "magnet", dom)
     m["shortage_ex_domestic_t"] = float(short_ex.sum())
     share = share_from_domestic(res, focus)
@@ -565,6 +567,76 @@ def scenario_metrics(res: Any, report: dict[str, Any]) -> dict[str, float]:
     magnets = ag["role"] == "magnet_plant"
     m["ex_domestic_magnet_production_t"] = float(ag.loc[abroad & magnets, "production_t"].sum())
     return {k: float(v) for k, v in m.items()}
+
+
+def _months(a: pd.Timestamp, b: pd.Timestamp) -> int:
+    return (b.year - a.year) * 12 + b.month - a.month
+
+
+def price_response(p: pd.Series, t0: pd.Timestamp, horizon: pd.Timestamp) -> dict[str, float]:
+    """Peak multiple, months to peak and months from peak to halfway back, of a price path.
+
+    The reference is the price in the month before ``t0``; the peak is the highest price
+    from ``t0`` to ``horizon``; halfway back is the first month after the peak at or below
+    ``reference + (peak - reference) / 2`` (``nan`` if it never gets there in the run).
+    """
+    ref = float(p.get(t0 - pd.DateOffset(months=1), np.nan))
+    win = p[t0:horizon]
+    if not np.isfinite(ref) or ref <= 0 or win.empty:
+        return {"peak_multiple": np.nan, "months_to_peak": np.nan, "months_to_halfway": np.nan}
+    t_peak = win.idxmax()
+    peak = float(win.max())
+    after = p[t_peak:]
+    back = after[after <= ref + (peak - ref) / 2]
+    return {
+        "peak_multiple": peak / ref,
+        "months_to_peak": float(_months(t0, t_peak)),
+        "months_to_halfway": float(_months(t_peak, back.index[0]))
+        if len(back) and peak > ref
+        else np.nan,
+    }
+
+
+def shock_metrics(look: _Lookup, dom: str, ev: str, shock_months: int) -> dict[str, float]:
+    """What markets did with a supply shock from ``ev`` lasting ``shock_months``.
+
+    Price responses per product and market (see :func:`price_response`; peak searched until
+    12 months after the shock), shortages by region during the shock, buyers' precautionary
+    stock build-up and release outside the domestic market, substitution, capacity restarted
+    outside it, and the border rent earned during the shock.
+    """
+    m: dict[str, float] = {}
+    t0 = pd.Timestamp(f"{ev}-01")
+    t_end = t0 + pd.DateOffset(months=shock_months - 1)
+    horizon = t_end + pd.DateOffset(months=12)
+    before = t0 - pd.DateOffset(months=1)
+    for prod in ("oxide", "magnet"):
+        for label, reg in (("domestic", dom), ("ex_domestic", f"ex_{dom}")):
+            r = price_response(look.get("price_usd_per_kg", prod, reg), t0, horizon)
+            for k, v in r.items():
+                m[f"{k}_{prod}_{label}"] = v
+    for reg in look.regions("shortage_t"):
+        m[f"shortage_t_shock_{reg}"] = float(look.get("shortage_t", "magnet", reg)[t0:t_end].sum())
+    for prod in ("oxide", "metal", "magnet"):
+        stock = look.ex("buyer_stock_t", prod, dom)
+        pre = float(stock.get(before, np.nan))
+        m[f"precautionary_peak_t_{prod}_ex_domestic"] = float(
+            look.ex("precautionary_target_t", prod, dom)[t0:horizon].max()
+        )
+        high = stock[t0 - pd.DateOffset(months=6) : horizon]
+        m[f"buyer_stock_build_t_{prod}_ex_domestic"] = float(high.max() - pre)
+        m[f"buyer_stock_low_t_{prod}_ex_domestic"] = float(stock[t0:horizon].min() - pre)
+        run = look.ex("running_capacity_t_per_yr", prod, dom)
+        m[f"restarted_capacity_t_per_yr_{prod}_ex_domestic"] = float(
+            run[t0:horizon].max() - run.get(before, np.nan)
+        )
+    sub = look.ex("substituted_t", "magnet", dom)
+    m["substituted_t_ex_domestic"] = float(sub[t0:horizon].sum())
+    rent = sum(
+        look.get("border_rent_usd", p)[t0:horizon].sum() for p in ("oxide", "metal", "magnet")
+    )
+    m["border_rent_usd_shock"] = float(rent)
+    return m
 
 
 def figure_series(res: Any, report: dict[str, Any]) -> pd.DataFrame:

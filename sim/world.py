@@ -285,6 +285,10 @@ class BehaviourSpec(_Strict):
         description="extra cover (x normal) per unit rise in the log input price over its "
         "slow average (ODD 7.5)",
     )
+    precaution_max_extra_cover: NonNeg = Field(
+        2.0,
+        description="most extra cover a scare adds, x normal cover (risk saturates there; ODD 7.5)",
+    )
     precaution_controls_weight: NonNeg = Field(
         0.5,
         description="extra cover (x normal) when all supply comes over links under an export "

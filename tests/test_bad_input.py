@@ -40,7 +40,7 @@ CASES = {
     ),
     "bad_toml": (GOOD + "\n[[mines]\n", ["not valid TOML"]),
     "unknown_table": (
-        GOOD + "\n[behavior]\nprice_adjust_rate = 0.1\n",
+        GOOD + "\n[behavior]\nprice_discovery_months = 3\n",
         ["behavior", "unknown key", "behaviour"],
     ),
     "unknown_policy": (GOOD + "\n[policies.export_contrls]\n", ["policies", "export_contrls"]),

@@ -87,10 +87,12 @@ def test_api_returns_dataframes_without_writing(tmp_path, monkeypatch):
     import sim
 
     monkeypatch.chdir(tmp_path)
-    res = sim.run(CLASSROOM, seed=1, end="2024-06", overrides=["behaviour.price_adjust_rate=0.02"])
+    res = sim.run(
+        CLASSROOM, seed=1, end="2024-06", overrides=["behaviour.price_discovery_months=6"]
+    )
     assert isinstance(res.timeseries, pd.DataFrame) and len(res.timeseries) > 0
     assert list(tmp_path.iterdir()) == []
-    assert res.manifest["overrides"] == ["behaviour.price_adjust_rate=0.02"]
+    assert res.manifest["overrides"] == ["behaviour.price_discovery_months=6"]
 
 
 def test_free_trade_prices_equal_up_to_transport(classroom_run):

@@ -21,7 +21,7 @@ EXP = f'''
 world = "{CLASSROOM}"
 end = "2025-12"
 [defaults]
-set = ["behaviour.price_adjust_rate=0.05"]
+set = ["behaviour.price_discovery_months=3"]
 [[scenarios]]
 name = "baseline"
 [[scenarios]]
@@ -65,7 +65,7 @@ def files(tmp_path):
 def test_scenario_reference_resolves_defaults_policies_and_period(files):
     sc = load_scenario(f"{files / 'exp.toml'}#controls")
     assert sc.name == "controls" and sc.end == "2025-12"
-    assert sc.world_raw["behaviour"]["price_adjust_rate"] == 0.05
+    assert sc.world_raw["behaviour"]["price_discovery_months"] == 3
     assert sc.world_raw["policies"]["export_controls"]["approval_probability"] == 0.5
     model = sc.build_model(seed=4)
     assert model.n_months == 24 and model.recorder is not None

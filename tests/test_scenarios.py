@@ -23,7 +23,7 @@ event_month = "2025-05"
 name = "baseline"
 [[scenarios]]
 name = "controls"
-set = ["behaviour.price_adjust_rate=0.05"]
+set = ["behaviour.price_discovery_months=3"]
 [scenarios.policies.export_controls]
 start = "2025-04"
 approval_probability = 0.5
@@ -64,7 +64,7 @@ def test_cli_run_and_validate(tmp_path, capsys):
         (GOOD.replace('name = "controls"', 'name = "baseline"'), "duplicate name 'baseline'"),
         (GOOD.replace("set = [", "sett = ["), "scenarios[1].sett: unknown key; did you mean 'set'"),
         (
-            GOOD.replace("price_adjust_rate=0.05", "price_adjust_rte=0.05"),
+            GOOD.replace("price_discovery_months=3", "price_adjust_rte=0.05"),
             "price_adjust_rte: unknown key",
         ),
         (

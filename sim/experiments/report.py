@@ -62,6 +62,35 @@ YEAR_ROWS: list[tuple[str, str, str]] = [
 ]
 
 
+SHOCK_ROWS: list[tuple[str, str, str]] = [  # a supply shock (report.shock_months)
+    *(
+        (f"{k}_{prod}_{mk}", f"{lab.format(p=pl, m=ml)}", kind)
+        for prod, pl in (("oxide", "NdPr oxide"), ("magnet", "magnet"))
+        for mk, ml in (("ex_domestic", "ex-{dom}"), ("domestic", "{dom}"))
+        for k, lab, kind in (
+            ("peak_multiple", "{p} price {m}: peak / month before the shock", ""),
+            ("months_to_peak", "... months from the shock to the peak", ""),
+            ("months_to_halfway", "... months from the peak to halfway back", ""),
+        )
+    ),
+    *(
+        (f"{k}_{prod}_ex_domestic", lab.format(p=prod), "")
+        for prod in ("oxide", "metal", "magnet")
+        for k, lab in (
+            (
+                "precautionary_peak_t",
+                "buyers outside {{dom}}: precautionary {p} stock target, peak (t)",
+            ),
+            ("buyer_stock_build_t", "... {p} stock build-up before the peak (t)"),
+            ("buyer_stock_low_t", "... {p} stock at its lowest, against the month before (t)"),
+            ("restarted_capacity_t_per_yr", "{p} capacity running outside {{dom}}: rise (t/yr)"),
+        )
+    ),
+    ("substituted_t_ex_domestic", "magnet demand substituted outside {dom}, shock + 12 mo (t)", ""),
+    ("border_rent_usd_shock", "border rent earned by exporters, shock + 12 mo", "usd"),
+]
+
+
 def label(region: str) -> str:
     """A region id for people: ``usa`` -> ``USA``, ``china`` -> ``China``."""
     return region.upper() if len(region) <= 3 else region.replace("_", " ").title()
@@ -96,6 +125,16 @@ def report_rows(exp: Any, metric_names: set[str]) -> list[tuple[str, str, str]]:
     rows = [
         (k.replace("usa", focus), lab.format(dom=label(dom)).replace("usa", label(focus)), kind)
         for k, lab, kind in ROWS
+    ]
+    rows += [(k, lab.format(dom=label(dom)), kind) for k, lab, kind in SHOCK_ROWS]
+    rows += [
+        (
+            k,
+            f"{label(k.removeprefix('shortage_t_shock_'))} magnet shortage during the shock (t)",
+            "",
+        )
+        for k in sorted(metric_names)
+        if k.startswith("shortage_t_shock_")
     ]
     regions = sorted(
         k.removeprefix("shortage_share_12m_")
