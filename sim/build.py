@@ -43,6 +43,10 @@ def assemble(model: SupplyChainModel, *, record: bool = True) -> None:
     """Build everything the schedule needs, in dependency order."""
     build_nodes(model)
     build_network(model)
+    # one child stream per kind of draw, so that a policy that adds draws of one kind (say,
+    # project milestones) leaves the others (outages, shipping delays) as they were: paired
+    # scenarios see the same logistics shocks (common random numbers)
+    model.rng_outages, model.rng_shipping, model.rng_projects = model.rng.spawn(3)
     build_state(model)
     build_demand(model)
     init_expectations(model)

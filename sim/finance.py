@@ -269,9 +269,9 @@ def invest(model: SupplyChainModel) -> None:
         lead_years = np.array([b.lead_time_years.get(r, 1.0) for r in ROLES])
         mean = lead_years[model.nodes.role[who]] * 12
         lead = np.maximum(
-            np.round(mean * np.exp(model.rng.normal(0.0, b.lead_time_sd_log, who.size))), 1
+            np.round(mean * np.exp(model.rng_projects.normal(0.0, b.lead_time_sd_log, who.size))), 1
         ).astype(int)
-        fails = model.rng.random(who.size) < f.project_failure_probability
+        fails = model.rng_projects.random(who.size) < f.project_failure_probability
         sel = np.flatnonzero(go)
         pay_capex(model, who[sel], capex[sel])
         borrowed = np.where(gap[sel] > 0, loan[sel], 0.0)

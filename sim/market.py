@@ -74,6 +74,7 @@ def clear(
     qualified_t: np.ndarray,
     ref_price_usd_per_kg: np.ndarray,
     price_sensitivity: float,
+    in_business_slot: np.ndarray | None = None,
 ) -> Clearing:
     """Allocate buyers' orders to sellers over links; two rounds.
 
@@ -93,6 +94,8 @@ def clear(
         qualified_t: Most tonnes each link may carry given supplier qualification.
         ref_price_usd_per_kg: Reference price per product (scales the logit).
         price_sensitivity: Logit weight on relative landed cost.
+        in_business_slot: Slots whose seller is in business (goods to sell or capacity
+            running); default: slots with goods to sell.
 
     Returns:
         The clearing outcome.
@@ -109,8 +112,9 @@ def clear(
         return Clearing(z, z, z, z, z, z, z, z, zs, zs.copy(), zs.copy(), np.zeros(n))
     cap_t = np.minimum(terms.cap_t, qualified_t)
     rel = landed / ref_price_usd_per_kg[links.product]
-    # buyers order from sellers in business (with goods to sell) over links a policy leaves open
-    open_ = (terms.cap_t > 0) & (offer_slot_t[links.slot] > 1e-9)
+    # buyers order from sellers in business over links a policy leaves open
+    business = offer_slot_t > 1e-9 if in_business_slot is None else in_business_slot
+    open_ = (terms.cap_t > 0) & business[links.slot]
     rel_open = np.where(open_, rel, np.inf)
     seg_min = np.minimum.reduceat(rel_open, links.seg_start)
     best = np.empty(n)
@@ -121,7 +125,7 @@ def clear(
     wanted = _spread(links, w, orders_t, n)
     want = np.minimum(wanted, cap_t)
     offered = np.bincount(links.slot, want, minlength=n_slots)
-    fill = np.divide(offer_slot_t, offered, out=np.ones(n_slots), where=offered > 0)
+    fill = np.divide(offer_slot_t, offered, out=np.ones(n_slots), where=offered > 1e-12)
     np.minimum(fill, 1.0, out=fill)
     ship = want * fill[links.slot]
 
@@ -134,7 +138,7 @@ def clear(
     w2 = w * (left[links.slot] > 1e-12) * (room > 1e-12)
     want2 = np.minimum(_spread(links, w2, unmet, n), room)
     demand2 = np.bincount(links.slot, want2, minlength=n_slots)
-    fill2 = np.divide(left, demand2, out=np.ones(n_slots), where=demand2 > 0)
+    fill2 = np.divide(left, demand2, out=np.ones(n_slots), where=demand2 > 1e-12)
     np.minimum(fill2, 1.0, out=fill2)
     ship2 = want2 * fill2[links.slot]
     ship = ship + ship2

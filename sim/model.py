@@ -90,6 +90,20 @@ class SupplyChainModel(mesa.Model):
         )
         self._project_seq += 1
 
+    def in_business(self) -> np.ndarray:
+        """Offer slots whose seller is in business: goods to sell, or capacity online.
+
+        A plant just commissioned takes orders before its first output; one not yet built
+        takes none.
+        """
+        s = self.state
+        slots = np.zeros(s.ask.size, bool)
+        slots[:] = s.inv_out.reshape(-1) > 1e-9
+        firms = self.idx["firm"]
+        running = self.available_capacity_t(firms) > 0
+        slots[firms[running] * NP + s.out_product[firms[running]]] = True
+        return slots
+
     def _update_unit_cost(self) -> None:
         s = self.state
         s.unit_cost[:] = s.conv_cost + s.buy_price_ema * s.in_ratio
@@ -190,10 +204,12 @@ class SupplyChainModel(mesa.Model):
         firms = self.idx["firm"]
         s.outage_left[firms] = np.maximum(s.outage_left[firms] - 1, 0)
         s.outage_factor[firms] = np.where(s.outage_left[firms] > 0, s.outage_factor[firms], 1.0)
-        hit = self.rng.random(firms.size) < b.outage_probability_per_month
+        hit = self.rng_outages.random(firms.size) < b.outage_probability_per_month
         if hit.any():
             who = firms[hit]
-            s.outage_left[who] = self.rng.geometric(1.0 / b.outage_mean_months, size=who.size)
+            s.outage_left[who] = self.rng_outages.geometric(
+                1.0 / b.outage_mean_months, size=who.size
+            )
             s.outage_factor[who] = 1.0 - b.outage_capacity_loss
 
     def place_orders(self) -> None:
@@ -239,13 +255,14 @@ class SupplyChainModel(mesa.Model):
             qualified,
             self.ref_price,
             b.price_sensitivity,
+            self.in_business(),
         )
         self.clearing = c
         s.inv_out -= c.sold_slot_t.reshape(s.inv_out.shape)
         np.maximum(s.inv_out, 0.0, out=s.inv_out)
         if links.n == 0:
             return
-        delay = self.rng.random(links.n) < b.shipping_delay_probability
+        delay = self.rng_shipping.random(links.n) < b.shipping_delay_probability
         arrive = (self.tau + links.lead_months + delay) % self.horizon
         np.add.at(self.transit, (arrive, np.arange(links.n)), c.shipped_t)
         got = np.bincount(links.dst, c.shipped_t, minlength=self.nodes.n)

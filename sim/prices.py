@@ -111,7 +111,9 @@ def set_prices(model: SupplyChainModel) -> None:
     dem[slots] = (1 - a) * dem[slots] + a * c.demand_slot_t[slots]
     eps = EXCESS_DEMAND_EPS * np.maximum(np.maximum(sales, cap * b.reference_utilisation), 1e-9)
     active = main & ((cap > 0) | (stock > 1e-9))  # firms not yet operating keep their quotes
-    d, sup = dem[slots] + eps, offer + eps
+    # sellers read a rise in demand at once and a fall once it persists (smoothed): prices
+    # rise as soon as orders go unmet ("rockets and feathers")
+    d, sup = np.maximum(dem[slots], c.demand_slot_t[slots]) + eps, offer + eps
     rel_price = price / model.ref_price[prod]
     move_m, gap_m, key = _market_step(model, d, sup, e_s, rel_price, prod, active)
     move_own = (np.log(d / sup) - gap_m[key]) / _own_elasticity(model, slots, rel_price, e_s)

@@ -29,12 +29,11 @@ class PeakEstimate:
 
     Attributes:
         use_t: Ex-domestic OEMs' magnet use before the shock.
-        capacity_t: Magnets the ex-domestic chain can make a month (its narrowest stage:
-            in a halt of oxide, metal and magnet exports, the supply left).
+        capacity_t: Magnets the ex-domestic chain can make a month (its narrowest stage):
+            the supply left.
         orders_t: Ex-domestic buyers' orders once their stocks are empty.
         excess_demand: ``orders_t / capacity_t`` (``D / S``).
-        months: Months the excess weighs on sellers' prices: the halt less the mean lag of
-            sellers' demand expectations.
+        months: Months the excess weighs on prices: the halt.
         peak_multiple: Estimated peak price / price before the shock.
         marshallian_multiple: The price multiple that would clear the cut at the sectors'
             own demand elasticity (for contrast).
@@ -73,6 +72,11 @@ def _chain_capacity_t(model: SupplyChainModel) -> float:
 def halt_peak_estimate(model: SupplyChainModel, halt_months: int) -> PeakEstimate:
     """Estimate the ex-domestic magnet price peak of a halt starting next month.
 
+    Supply is what the ex-domestic chain can make (:func:`_chain_capacity_t`); demand is the
+    orders of buyers whose stocks are gone and whose cover is at its precautionary maximum;
+    sellers read a rise in demand at once (ODD 7.4), so the log price rises by
+    ``log(D / S) / (e_D x T)`` in each month of the halt.
+
     Args:
         model: A model stepped to the month before the halt (no controls yet).
         halt_months: Length of the halt.
@@ -94,9 +98,8 @@ def halt_peak_estimate(model: SupplyChainModel, halt_months: int) -> PeakEstimat
     gap = use * (scared + lead - 1.0) - cap * (lead - 1.0)
     orders = use + max(gap, 0.0) / b.inventory_adjust_months
     ratio = orders / cap if cap > 0 else np.inf
-    lag = (1.0 - b.expectation_smoothing) / b.expectation_smoothing
-    months = max(halt_months - lag, 0.0)
-    step = np.log(max(ratio, 1.0)) / (b.price_discovery_months * b.perceived_demand_elasticity)
+    rise = halt_months * np.log(max(ratio, 1.0))
+    rise /= b.price_discovery_months * b.perceived_demand_elasticity
     el = np.abs(s.elasticity[ex_oem])
     eps = float(np.average(el, weights=w)) if use > 0 else 0.2
     return PeakEstimate(
@@ -104,7 +107,7 @@ def halt_peak_estimate(model: SupplyChainModel, halt_months: int) -> PeakEstimat
         capacity_t=cap,
         orders_t=orders,
         excess_demand=ratio,
-        months=months,
-        peak_multiple=float(np.exp(step * months)),
+        months=float(halt_months),
+        peak_multiple=float(np.exp(rise)),
         marshallian_multiple=float((cap / use) ** (-1.0 / eps)) if use > 0 and cap > 0 else np.inf,
     )

@@ -87,7 +87,9 @@ def test_sweep_base_is_the_experiments_scenario(files):
     s = sweep(files / "spec.toml", out=files / "sw", workers=1, progress=False)
     assert s.n_errors == 0 and s.n_ran == 2
     # editing the experiment changes the sweep's fingerprint: no silent mixing on --resume
-    (files / "exp.toml").write_text(EXP.replace("0.05", "0.06"))
+    (files / "exp.toml").write_text(
+        EXP.replace("price_discovery_months=3", "price_discovery_months=4")
+    )
     assert prepare(files / "spec.toml").ctx.key != prep.ctx.key
 
 
