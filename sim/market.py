@@ -55,6 +55,10 @@ class Clearing:
     received_order_t: np.ndarray
 
 
+REROUTE_ROUNDS = 4
+"""Most passes re-routing unmet orders to sellers with stock left (each pass is vectorised)."""
+
+
 def _spread(links: Links, weight: np.ndarray, amount_by_buyer: np.ndarray, n: int) -> np.ndarray:
     """Split each buyer's amount over its links in proportion to ``weight``."""
     total = np.bincount(links.dst, weight, minlength=n)
@@ -74,15 +78,14 @@ def clear(
     qualified_t: np.ndarray,
     ref_price_usd_per_kg: np.ndarray,
     price_sensitivity: float,
-    in_business_slot: np.ndarray | None = None,
 ) -> Clearing:
-    """Allocate buyers' orders to sellers over links; two rounds.
+    """Allocate buyers' orders to sellers over links: a first round, then re-routing rounds.
 
     Round 1 splits each buyer's order over its open links by a logit on landed cost (relative
     to the product's reference price, cheapest link of the buyer = weight 1); sellers short of
-    stock fill pro rata. Round 2 re-routes what was not filled to links whose seller still has
-    stock, weighted the same way. Link caps (policy caps and supplier qualification) bound each
-    link's total.
+    stock fill pro rata. Later rounds re-route what was not filled to links whose seller still
+    has stock, weighted the same way, until nothing more can be placed. Link caps (policy caps
+    and supplier qualification) bound each link's total.
 
     Args:
         links: Link arrays.
@@ -94,8 +97,6 @@ def clear(
         qualified_t: Most tonnes each link may carry given supplier qualification.
         ref_price_usd_per_kg: Reference price per product (scales the logit).
         price_sensitivity: Logit weight on relative landed cost.
-        in_business_slot: Slots whose seller is in business (goods to sell or capacity
-            running); default: slots with goods to sell.
 
     Returns:
         The clearing outcome.
@@ -112,9 +113,8 @@ def clear(
         return Clearing(z, z, z, z, z, z, z, z, zs, zs.copy(), zs.copy(), np.zeros(n))
     cap_t = np.minimum(terms.cap_t, qualified_t)
     rel = landed / ref_price_usd_per_kg[links.product]
-    # buyers order from sellers in business over links a policy leaves open
-    business = offer_slot_t > 1e-9 if in_business_slot is None else in_business_slot
-    open_ = (terms.cap_t > 0) & business[links.slot]
+    # buyers order from sellers in business (with goods to sell) over links a policy leaves open
+    open_ = (terms.cap_t > 0) & (offer_slot_t[links.slot] > 1e-9)
     rel_open = np.where(open_, rel, np.inf)
     seg_min = np.minimum.reduceat(rel_open, links.seg_start)
     best = np.empty(n)
@@ -129,20 +129,25 @@ def clear(
     np.minimum(fill, 1.0, out=fill)
     ship = want * fill[links.slot]
 
-    # round 2: unmet orders to sellers with stock left, within link caps
-    got = np.bincount(links.dst, ship, minlength=n)
-    unmet = np.maximum(orders_t - got, 0.0)
+    # re-routing rounds: unmet orders go to sellers with stock left, within link caps, by the
+    # same weights, until nothing more can be placed (or REROUTE_ROUNDS passes)
     sold = np.bincount(links.slot, ship, minlength=n_slots)
-    left = np.maximum(offer_slot_t - sold, 0.0)
-    room = np.maximum(cap_t - ship, 0.0)
-    w2 = w * (left[links.slot] > 1e-12) * (room > 1e-12)
-    want2 = np.minimum(_spread(links, w2, unmet, n), room)
-    demand2 = np.bincount(links.slot, want2, minlength=n_slots)
-    fill2 = np.divide(left, demand2, out=np.ones(n_slots), where=demand2 > 1e-12)
-    np.minimum(fill2, 1.0, out=fill2)
-    ship2 = want2 * fill2[links.slot]
-    ship = ship + ship2
-    sold = sold + np.bincount(links.slot, ship2, minlength=n_slots)
+    for _ in range(REROUTE_ROUNDS):
+        got = np.bincount(links.dst, ship, minlength=n)
+        unmet = np.maximum(orders_t - got, 0.0)
+        left = np.maximum(offer_slot_t - sold, 0.0)
+        room = np.maximum(cap_t - ship, 0.0)
+        w2 = w * (left[links.slot] > 1e-12) * (room > 1e-12)
+        want2 = np.minimum(_spread(links, w2, unmet, n), room)
+        demand2 = np.bincount(links.slot, want2, minlength=n_slots)
+        fill2 = np.divide(left, demand2, out=np.ones(n_slots), where=demand2 > 1e-12)
+        np.minimum(fill2, 1.0, out=fill2)
+        ship2 = want2 * fill2[links.slot]
+        placed = ship2.sum()
+        ship = ship + ship2
+        sold = sold + np.bincount(links.slot, ship2, minlength=n_slots)
+        if placed <= 1e-9 * max(orders_t.sum(), 1.0):
+            break
     received = np.bincount(links.dst, ship, minlength=n)
     # orders still unmet are demand for the sellers the buyer wanted but did not get enough
     # from (qualification limits included); what a policy cap blocks seeks the other open

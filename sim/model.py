@@ -90,20 +90,6 @@ class SupplyChainModel(mesa.Model):
         )
         self._project_seq += 1
 
-    def in_business(self) -> np.ndarray:
-        """Offer slots whose seller is in business: goods to sell, or capacity online.
-
-        A plant just commissioned takes orders before its first output; one not yet built
-        takes none.
-        """
-        s = self.state
-        slots = np.zeros(s.ask.size, bool)
-        slots[:] = s.inv_out.reshape(-1) > 1e-9
-        firms = self.idx["firm"]
-        running = self.available_capacity_t(firms) > 0
-        slots[firms[running] * NP + s.out_product[firms[running]]] = True
-        return slots
-
     def _update_unit_cost(self) -> None:
         s = self.state
         s.unit_cost[:] = s.conv_cost + s.buy_price_ema * s.in_ratio
@@ -197,9 +183,15 @@ class SupplyChainModel(mesa.Model):
         while self.projects and self.projects[0][0] <= self.month_abs and not self._spinning:
             month, node, seq, delta, origin = heapq.heappop(self.projects)
             delta *= complete(self, seq, node)
+            new = s.cap[node] <= 0.0 or not s.online[node]
             s.cap[node] = max(s.cap[node] + delta, 0.0)
             s.online[node] = True
             s.pending[node] = False
+            if new:  # commissioning: a new plant plans to sell what its supply curve runs
+                out = s.out_product[node]
+                s.sales_ema[node, out] = max(
+                    s.sales_ema[node, out], s.cap[node] / 12.0 * s.run_rate[node]
+                )
             self.capacity_added.append((self.month_abs, node, delta, origin))
         firms = self.idx["firm"]
         s.outage_left[firms] = np.maximum(s.outage_left[firms] - 1, 0)
@@ -255,7 +247,6 @@ class SupplyChainModel(mesa.Model):
             qualified,
             self.ref_price,
             b.price_sensitivity,
-            self.in_business(),
         )
         self.clearing = c
         s.inv_out -= c.sold_slot_t.reshape(s.inv_out.shape)

@@ -168,6 +168,8 @@ def test_binding_export_caps_earn_a_border_rent_paid_by_foreign_buyers():
     assert paid["usd"].sum() == pytest.approx(every, rel=1e-9)
     # earned by the exporters (Chinese magnet makers), paid by buyers outside China
     model = res.model
-    region = dict(zip(model.nodes.ids, (model.nodes.regions[r] for r in model.nodes.region)))
+    region = dict(
+        zip(model.nodes.ids, (model.nodes.regions[r] for r in model.nodes.region), strict=False)
+    )
     assert {region[p] for p in paid["payee"]} == {"china"}
     assert "china" not in {region.get(p, "?") for p in paid["payer"]}
