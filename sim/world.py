@@ -114,7 +114,8 @@ class SectorSpec(_Strict):
     """Behaviour of a demand sector."""
 
     growth: list[tuple[int, float]] = Field(
-        description="[[from_year, growth_per_yr], ...]: step schedule of demand growth"
+        description="[[from_year, growth_per_yr], ...]: step schedule of demand growth",
+        json_schema_extra={"unit": "[year, 1/yr]"},
     )
     lifetime_years: Pos = Field(description="product lifetime before magnets reach end of life")
     price_elasticity: Annotated[float, Field(le=0.0)] = -0.1
@@ -217,7 +218,9 @@ class BehaviourSpec(_Strict):
     price_sensitivity: Pos = Field(
         6.0, description="buyers' logit weight on landed cost / reference price"
     )
-    price_adjust_rate: Pos = Field(0.04, description="max log price change per month")
+    price_adjust_rate: Annotated[float, Field(gt=0.0, le=0.5)] = Field(
+        0.04, description="max log price change per month (bound: docs/parameters.md)"
+    )
     seller_target_cover_months: Pos = 1.5
     buyer_target_cover_months: Pos = 2.0
     inventory_adjust_months: Annotated[float, Field(ge=1.0)] = 6.0
