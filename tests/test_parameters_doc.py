@@ -102,6 +102,10 @@ def test_every_world_key_has_exactly_one_meaning():
     assert paramdoc.undescribed(_NewWorld, {}) != []
 
 
+def test_every_sweep_key_has_a_description():
+    assert not paramdoc.undescribed(SweepSpec, {}), "describe the field in sim/experiments/spec.py"
+
+
 def test_source_entries_are_validated():
     with pytest.raises(ValueError, match="needs 'sources'"):
         paramdoc.SourceEntry(kind="sourced")
