@@ -59,6 +59,22 @@ def metric_catalogue() -> str:
     return markdown_table()
 
 
+@generator("parameters-world")
+def parameters_world() -> str:
+    """Every world key with default, unit, range and source (docs/parameters.md)."""
+    from sim.paramdoc import world_reference
+
+    return world_reference()
+
+
+@generator("parameters-sweep")
+def parameters_sweep() -> str:
+    """Every sweep-spec key with default, unit and range (docs/parameters.md)."""
+    from sim.paramdoc import sweep_reference
+
+    return sweep_reference()
+
+
 @generator("world-counts")
 def world_counts() -> str:
     """Agent counts of the shipped worlds, as ``ndsim validate`` and ``ndsim run`` report them."""

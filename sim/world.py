@@ -114,7 +114,8 @@ class SectorSpec(_Strict):
     """Behaviour of a demand sector."""
 
     growth: list[tuple[int, float]] = Field(
-        description="[[from_year, growth_per_yr], ...]: step schedule of demand growth"
+        description="[[from_year, growth_per_yr], ...]: step schedule of demand growth",
+        json_schema_extra={"unit": "[year, 1/yr]"},
     )
     lifetime_years: Pos = Field(description="product lifetime before magnets reach end of life")
     price_elasticity: Annotated[float, Field(le=0.0)] = -0.1

@@ -70,9 +70,11 @@ class ParameterSpec(_Strict):
 
     path: str = Field(description="key path in the world, e.g. behaviour.price_sensitivity")
     name: Name | None = Field(None, description="column name (default: path with _ for .)")
-    distribution: Literal["uniform", "triangular", "choice"] = "uniform"
-    low: float | None = None
-    high: float | None = None
+    distribution: Literal["uniform", "triangular", "choice"] = Field(
+        "uniform", description="how values are drawn between low and high, or from values"
+    )
+    low: float | None = Field(None, description="lowest value, in the world key's unit")
+    high: float | None = Field(None, description="highest value, in the world key's unit")
     mode: float | None = Field(None, description="peak of a triangular distribution")
     values: list[Any] | None = Field(None, description="choices (distribution = 'choice')")
     integer: bool = Field(False, description="round sampled values to integers")
@@ -118,7 +120,9 @@ class ParameterSpec(_Strict):
 class DesignSpec(_Strict):
     """The experimental design (how parameter rows are drawn)."""
 
-    method: Literal["grid", "lhs", "sobol", "morris"]
+    method: Literal["grid", "lhs", "sobol", "morris"] = Field(
+        description="grid, Latin hypercube, Sobol' (SALib) or Morris (SALib) sample"
+    )
     n: Annotated[int, Field(ge=1)] | None = Field(
         None, description="lhs: rows; sobol: base sample N (power of 2); morris: trajectories"
     )
@@ -145,11 +149,11 @@ class SeriesFilter(_Strict):
     """A selection of tidy time-series rows (None: any)."""
 
     metric: str = Field(description="a metric of the catalogue (sim.metrics, docs/outputs.md)")
-    product: Filter = None
-    region: Filter = None
-    sector: Filter = None
-    start: Month | None = None
-    end: Month | None = None
+    product: Filter = Field(None, description="product(s) to select (None: all)")
+    region: Filter = Field(None, description="region(s) to select (None: all)")
+    sector: Filter = Field(None, description="sector(s) to select (None: all)")
+    start: Month | None = Field(None, description="first month of the window (None: the run's)")
+    end: Month | None = Field(None, description="last month of the window (None: the run's)")
 
     @field_validator("metric")
     @classmethod
@@ -166,14 +170,16 @@ class SeriesFilter(_Strict):
 class OutcomeSpec(SeriesFilter):
     """A summary number per run: rows selected, combined per month, reduced over the window."""
 
-    name: Name
+    name: Name = Field(description="column name in runs.parquet")
     combine: Literal["sum", "mean"] = Field("sum", description="across selected rows per month")
-    reduce: Literal["sum", "mean", "last", "first", "max", "min", "share"] = "sum"
+    reduce: Literal["sum", "mean", "last", "first", "max", "min", "share"] = Field(
+        "sum", description="over the window's months; 'share': selection / total over share_of"
+    )
     share_of: list[Literal["product", "region", "sector"]] = Field(
         default_factory=lambda: ["region"],
         description="share: dimensions released for the denominator",
     )
-    description: str = ""
+    description: str = Field("", description="free text, shown in the report")
 
 
 class KeepSpec(SeriesFilter):
@@ -197,7 +203,7 @@ class ClusterSpec(_Strict):
     own default; see ``docs/cluster.md``.
     """
 
-    type: Literal["slurm"] = "slurm"
+    type: Literal["slurm"] = Field("slurm", description="scheduler kind (only SLURM)")
     jobs: Annotated[int, Field(ge=1)] = Field(1, description="worker jobs kept running")
     cores: Annotated[int, Field(ge=1)] | None = Field(None, description="cores per job")
     processes: Annotated[int, Field(ge=1)] | None = Field(
@@ -224,9 +230,11 @@ class ClusterSpec(_Strict):
     scheduler_options: dict[str, Any] | None = Field(
         None, description="distributed.Scheduler options, over the site's"
     )
-    job_extra_directives: list[str] | None = None
-    job_script_prologue: list[str] | None = None
-    local_directory: str | None = None
+    job_extra_directives: list[str] | None = Field(None, description="extra #SBATCH lines")
+    job_script_prologue: list[str] | None = Field(
+        None, description="shell lines run before the worker starts (e.g. module load)"
+    )
+    local_directory: str | None = Field(None, description="workers' scratch directory")
     max_failed_jobs: Annotated[int, Field(ge=1)] = Field(
         3, description="jobs in a row that end without finishing a run before the sweep stops"
     )
@@ -250,19 +258,19 @@ class ClusterSpec(_Strict):
 class AnalysisSpec(_Strict):
     """Defaults for ``ndsim analyze``."""
 
-    prim_outcome: str | None = None
-    prim_threshold: float | None = None
+    prim_outcome: str | None = Field(None, description="outcome PRIM explains (a name)")
+    prim_threshold: float | None = Field(None, description="cases of interest start here")
     prim_above: bool = Field(True, description="cases of interest: outcome above threshold")
 
 
 class SweepSpec(_Strict):
     """A complete sweep spec."""
 
-    name: Name
-    description: str = ""
+    name: Name = Field(description="sweep name; default output runs/sweeps/<name>")
+    description: str = Field("", description="free text, shown in the report")
     base: BaseSpec
     seed: int = Field(0, description="root seed: run seeds are SeedSequence(seed).spawn(...)")
-    replicates: Annotated[int, Field(ge=1)] = 1
+    replicates: Annotated[int, Field(ge=1)] = Field(1, description="runs per design row")
     common_random_numbers: bool = Field(
         False, description="replicate r uses the same seed in every design row"
     )
