@@ -122,3 +122,23 @@ def source_ids(path: Path = SOURCES_MD) -> set[str]:
         if m:
             ids.add(m.group(1))
     return ids
+
+
+def yoy_label(name: str, month: str, root: Path = TARGETS_DIR) -> str:
+    """The year-on-year change of a monthly target, as ``"-74 % (SOURCE-ID)"``.
+
+    Args:
+        name: Target file name without ``.csv`` (e.g. ``"china_magnet_exports_t"``).
+        month: ``YYYY-MM``; the file must hold it and the same month a year earlier.
+        root: The folder of the target files.
+
+    Raises:
+        UserError: If either month is missing from the file.
+    """
+    df = load_target(root / f"{name}.csv").set_index("period")
+    before = f"{int(month[:4]) - 1:04d}{month[4:]}"
+    missing = [p for p in (month, before) if p not in df.index]
+    if missing:
+        raise UserError(f"no rows for {missing}", file=str(root / f"{name}.csv"))
+    change = df.loc[month, "value"] / df.loc[before, "value"] - 1.0
+    return f"{100 * change:+.0f} % ({split_sources(df.loc[month, 'source'])[0]})"

@@ -19,7 +19,14 @@ import pytest
 
 from sim.calendar import parse_month
 from sim.errors import UserError
-from sim.targets import TARGET_COLUMNS, load_target, source_ids, split_sources, target_files
+from sim.targets import (
+    TARGET_COLUMNS,
+    load_target,
+    source_ids,
+    split_sources,
+    target_files,
+    yoy_label,
+)
 from sim.world import load_world
 from tests.conftest import ROOT, cached_run
 
@@ -223,6 +230,37 @@ def test_magnet_export_months_add_up_to_the_reported_year():
     h1 = 22319 / (1 - 0.189)
     q1 = h1 - df.loc[["2024-04", "2024-05", "2024-06"], "value"].sum()
     assert q1 + apr_dec == pytest.approx(df.loc["2024", "value"], rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("name", "month", "reported_pct"),
+    [
+        # the y/y changes the customs releases state; the 2024 months are derived from them
+        ("china_magnet_exports_t", "2025-05", -74.0),  # CNEXP-2025-MAY
+        ("china_magnet_exports_us_t", "2025-05", -93.0),  # CNEXP-2025-MAY
+        ("china_magnet_exports_t", "2025-06", -38.1),  # CNEXP-2025-JUN
+        ("china_magnet_exports_t", "2025-07", 5.7),  # CNEXP-2025-JUL
+        ("china_magnet_exports_t", "2025-08", 15.4),  # CNEXP-2025-AUG
+        ("china_magnet_exports_t", "2025-09", 17.5),  # CNEXP-2025-SEP
+        ("china_magnet_exports_t", "2025-10", 15.8),  # CNEXP-2025-OCT
+        ("china_magnet_exports_us_t", "2025-07", 4.8),  # CNEXP-2025-JUL
+        ("china_magnet_exports_us_t", "2025-08", -11.8),  # CNEXP-2025-AUG
+        ("china_magnet_exports_us_t", "2025-09", -29.5),  # CNEXP-2025-SEP-US
+    ],
+)
+def test_export_targets_give_the_reported_changes(name: str, month: str, reported_pct: float):
+    """The stated and derived months reproduce each release's change (guards against slips)."""
+    df = load_target(ROOT / "data" / "targets" / f"{name}.csv").set_index("period")
+    before = f"{int(month[:4]) - 1}{month[4:]}"
+    change = 100 * (df.loc[month, "value"] / df.loc[before, "value"] - 1)
+    assert change == pytest.approx(reported_pct, abs=0.15)
+
+
+def test_docs_quote_the_export_targets():
+    """docs/policies.md's data column (sim/docgen.py) is read from data/targets."""
+    assert yoy_label("china_magnet_exports_t", "2025-05") == "-74 % (CNEXP-2025-MAY)"
+    assert yoy_label("china_magnet_exports_us_t", "2025-05") == "-93 % (CNEXP-2025-MAY)"
+    assert yoy_label("china_magnet_exports_t", "2025-06") == "-38 % (CNEXP-2025-JUN)"
 
 
 @pytest.mark.parametrize(
