@@ -170,13 +170,16 @@ def export_controls_2025(seeds: int | None = None) -> str:
     Args:
         seeds: Seeds per scenario (default: the experiment file's ``seeds``).
     """
+    from sim.targets import yoy_label
+
     exp, summ = _ensemble("export_controls_2025", seeds)
     names = [sc.name for sc in exp.scenarios]
     n = int(summ["n_seeds"].max())
+    total, to_us = "china_magnet_exports_t", "china_magnet_exports_us_t"  # data/targets/
     rows = [
-        ("China magnet exports y/y, May 2025", "exports_yoy_event", "-74 % (CNEXP-2025-MAY)"),
-        ("... to the US", "exports_to_usa_yoy_event", "-93 % (CNEXP-2025-MAY)"),
-        ("exports y/y, June 2025", "exports_yoy_event+1", "-38 % (CNEXP-2025-JUN)"),
+        ("China magnet exports y/y, May 2025", "exports_yoy_event", yoy_label(total, "2025-05")),
+        ("... to the US", "exports_to_usa_yoy_event", yoy_label(to_us, "2025-05")),
+        ("exports y/y, June 2025", "exports_yoy_event+1", yoy_label(total, "2025-06")),
         ("ex-China magnet premium over China, May", "magnet_premium_event", "premiums reported"),
     ]
     lines = [
