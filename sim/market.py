@@ -119,7 +119,7 @@ def clear(
     seg_min = np.minimum.reduceat(rel_open, links.seg_start)
     best = np.empty(n)
     best[links.seg_buyer] = seg_min
-    w = np.where(open_, np.exp(-price_sensitivity * (rel - best[links.dst])), 0.0)
+    w = np.where(open_, np.exp(-price_sensitivity * np.maximum(rel - best[links.dst], 0.0)), 0.0)
 
     # round 1
     wanted = _spread(links, w, orders_t, n)
