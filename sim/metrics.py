@@ -105,9 +105,10 @@ declare(
         PR,
         "Market price index of the buyers in region `<domestic>` (the world's "
         "`market.domestic_region`, e.g. `china`) and of those outside it (`ex_<domestic>`, "
-        "e.g. `ex_china`): the average price on the links they order over (seller's price "
-        "incl. border rent, plus transport; before tariffs and duties), weighted by the tonnes "
-        "wanted on each link in the month; carried forward in a month without orders.",
+        "e.g. `ex_china`): the average price they paid (seller's price incl. border rent, plus "
+        "transport; before tariffs and duties), weighted by tonnes shipped (a unit value); in a "
+        "month without trade, the quotes on their established open links; carried forward in a "
+        "month without orders.",
     ),
     Metric(
         "production_t",

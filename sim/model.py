@@ -264,7 +264,8 @@ class SupplyChainModel(mesa.Model):
         a = b.expectation_smoothing
         s.buy_price_ema[has] = (1 - a) * s.buy_price_ema[has] + a * paid[has] / got[has]
         s.lead_mean[has] = (1 - a) * s.lead_mean[has] + a * lead[has] / got[has]
-        ordered = self.orders[links.dst] > 1e-12
+        # a link a policy closes keeps its share: qualification is not lost in a halt
+        ordered = (self.orders[links.dst] > 1e-12) & (self.policies.terms.cap_t > 0)
         share = np.divide(
             c.shipped_t, got[links.dst], out=np.zeros(links.n), where=got[links.dst] > 1e-12
         )

@@ -50,11 +50,11 @@ def supply_share(
 def price_index(model: SupplyChainModel) -> tuple[np.ndarray, np.ndarray]:
     """Market prices per product: the domestic market and the rest (ex-domestic).
 
-    Each is the average price on the links the buyers in that market order over (seller's
+    Each is the average price buyers in that market paid on their links this month (seller's
     price incl. border rent, plus transport; before tariffs and duties), weighted by the
-    tonnes they want on each link this month: what buyers in the market face, moving when
-    they switch suppliers (e.g. back to the domestic market after an export halt). A market
-    without orders keeps its last value.
+    tonnes shipped: a unit value, as in customs statistics. In a month with no trade in a
+    market, its buyers' established open links (purchase share x orders) weight the quotes.
+    A market without orders keeps its last value.
 
     Returns:
         ``(domestic, ex_domestic)`` arrays of length ``NP`` (``nan`` where a market never
@@ -66,8 +66,14 @@ def price_index(model: SupplyChainModel) -> tuple[np.ndarray, np.ndarray]:
         return last[0], last[1]
     now = c.price_usd_per_kg + c.transport_usd_per_kg
     key = model._link_foreign.astype(np.int64) * NP + links.product
-    w = np.bincount(key, c.wanted_t, minlength=2 * NP).reshape(2, NP)
-    v = np.bincount(key, c.wanted_t * now, minlength=2 * NP).reshape(2, NP)
+    # transaction prices: each link weighted by the tonnes shipped on it (a unit value, as in
+    # customs statistics); a market where nothing shipped: its buyers' established open links
+    shipped = c.shipped_t
+    quoted = model.relationship * model.orders[links.dst] * (model.policies.terms.cap_t > 0)
+    traded = np.bincount(key, shipped, minlength=2 * NP)[key] > 1e-9
+    weight = np.where(traded, shipped, quoted)
+    w = np.bincount(key, weight, minlength=2 * NP).reshape(2, NP)
+    v = np.bincount(key, weight * now, minlength=2 * NP).reshape(2, NP)
     out = np.divide(v, w, out=last.copy(), where=w > 1e-12)
     return out[0], out[1]
 

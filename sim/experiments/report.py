@@ -332,7 +332,7 @@ def write_band_figures(exp: Any, series: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_ylim(bottom=0)
     styles = [
         Line2D([], [], color="k", ls="-", label=f"{dom_l} (domestic market)"),
-        Line2D([], [], color="k", ls="--", label=f"ex-{dom_l} (landed)"),
+        Line2D([], [], color="k", ls="--", label=f"ex-{dom_l} (buyers outside)"),
     ]
     finish(fig, list(axes), "prices.png", "price (USD/kg)", extra=styles)
 
