@@ -39,6 +39,7 @@ def init_expectations(model: SupplyChainModel) -> None:
     model.precautionary_target_t = np.zeros(model.nodes.n)
     # log premium of exports under a licence or quota, by (exporting region, product)
     model.export_premium = np.zeros(len(model.nodes.regions) * s.ask.shape[1])
+    model._reach_open = None  # sim.prices caches buyers' reach while no link is closed
 
 
 def update_expectations(model: SupplyChainModel) -> None:

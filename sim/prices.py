@@ -181,13 +181,19 @@ def _reach(model: SupplyChainModel) -> np.ndarray:
     links = model.links
     if links.n == 0:
         return np.zeros(2 * NP)
+    closed = model.policies.terms.cap_t <= 0
+    if not closed.any() and model._reach_open is not None:
+        return model._reach_open
     seller_rest = model.nodes.region[links.src] != model._domestic
     buyer_rest = model._link_foreign
     cross = seller_rest != buyer_rest
     key = buyer_rest.astype(np.int64) * NP + links.product  # the market the buyer stands in
     total = np.bincount(key, cross, minlength=2 * NP)
-    open_ = np.bincount(key, cross & (model.policies.terms.cap_t > 0), minlength=2 * NP)
-    return np.divide(open_, total, out=np.zeros(2 * NP), where=total > 0)
+    open_ = np.bincount(key, cross & ~closed, minlength=2 * NP)
+    reach = np.divide(open_, total, out=np.zeros(2 * NP), where=total > 0)
+    if not closed.any():
+        model._reach_open = reach  # the same every month while no link is closed
+    return reach
 
 
 def _own_elasticity(
@@ -223,12 +229,12 @@ def update_export_premium(model: SupplyChainModel) -> None:
     capped in a month.
     """
     links, c, b, s = model.links, model.clearing, model.world.behaviour, model.state
-    if links.n == 0:
-        return
-    n_reg = len(model.nodes.regions)
-    ask = s.ask.reshape(-1)[links.slot]
     cap = model.policies.terms.cap_t
     capped = np.isfinite(cap)
+    if links.n == 0 or not (capped.any() or model.export_premium.any()):
+        return  # no cap and no premium left to unwind
+    n_reg = len(model.nodes.regions)
+    ask = s.ask.reshape(-1)[links.slot]
     group = model.nodes.region[links.src] * NP + links.product
     ship_g = np.bincount(group, capped * c.shipped_t, minlength=n_reg * NP)
     cap_g = np.bincount(group, np.where(capped, cap, 0.0), minlength=n_reg * NP)
@@ -257,6 +263,8 @@ def border_rent(model: SupplyChainModel) -> np.ndarray:
     """This month's border rent per link (USD/kg): the export premium on links capped now."""
     links, s = model.links, model.state
     capped = np.isfinite(model.policies.terms.cap_t)
+    if not capped.any():
+        return np.zeros(links.n)
     ask = s.ask.reshape(-1)[links.slot]
     prem = model.export_premium[model.nodes.region[links.src] * NP + links.product]
     return np.where(capped, ask * np.expm1(prem), 0.0)
