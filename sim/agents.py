@@ -229,10 +229,12 @@ class OEM(Trader):
         s = model.state
         idx = model.idx["oem"]
         price_ratio = s.buy_price_ema[idx] / s.price_ref[idx]
+        choke = model.world.behaviour.choke_price_multiple
         demand = (
             s.base_demand[idx]
             * model.growth_factor[s.sector[idx]]
             * np.power(np.maximum(price_ratio, 1e-6), s.elasticity[idx])
+            * np.maximum(1.0 - (price_ratio / choke) ** 4, 0.0)  # demand destroyed near choke
             * (1.0 - s.theta[idx])
         )
         use = np.minimum(demand, s.inv_in[idx])

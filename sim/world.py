@@ -337,6 +337,12 @@ class BehaviourSpec(_Strict):
         0.01, description="most demand share substituted per month (default for sectors)"
     )
     substitution_decay_per_month: NonNeg = 0.002
+    choke_price_multiple: Annotated[float, Field(gt=1.0)] = Field(
+        50.0,
+        description="price paid, x the reference price, at which magnet demand is destroyed: "
+        "demand x (1 - (price/reference / choke)^4) on top of the sector elasticity, so that "
+        "a shortage no market can close does not drive prices without bound (ODD 7.5)",
+    )
     demand_growth_multiplier: NonNeg = 1.0
     magnet_ndpr_share: Share = Field(0.28, description="t NdPr per t magnet in end-of-life scrap")
 
