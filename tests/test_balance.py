@@ -19,6 +19,7 @@ import sim
 from sim.balance import fund_balances, ndpr_balance, ndpr_losses_by_stage, usd_balance
 from sim.errors import UserError
 from sim.ledger import KINDS
+from sim.scenario import world_scenario
 from sim.synthetic import synthetic_world
 from sim.world import PRODUCTS, load_world, validate_world
 
@@ -122,11 +123,32 @@ def test_an_unpaid_release_fails_the_usd_check(monkeypatch):
         return [e for e in real(self, model, h, amount, price) if not isinstance(e, Transfer)]
 
     monkeypatch.setattr(Stockpiles, "_release", free)
-    from sim.scenarios import load_experiment, run_experiment
-
-    exp = load_experiment(ROOT / "experiments" / "stockpile.toml")
-    exp.scenarios = [sc for sc in exp.scenarios if "stockpiles" in sc.world_raw.get("policies", {})]
-    results = run_experiment(exp)
+    # a US magnet buffer bought from 2024-03, then a year without Chinese magnets
+    raw = copy.deepcopy(world_scenario(ROOT / "models" / "classroom.toml").world_raw)
+    raw["calendar"]["end"] = "2025-12"
+    raw.setdefault("policies", {}).update(
+        {
+            "stockpiles": {
+                "usa": {
+                    "product": "magnet",
+                    "budget_usd": 5e8,
+                    "target_days": 60,
+                    "build_months": 6,
+                    "start": "2024-03",
+                    "release_on_shortage": True,
+                }
+            },
+            "export_controls": {
+                "start": "2025-01",
+                "end": "2025-12",
+                "exporter": "china",
+                "products": ["magnet"],
+                "approval_probability": 0.0,
+                "exempt_share": 0.0,
+            },
+        }
+    )
+    results = {"buffer": sim.run(raw, seed=0)}
     released = sum(
         res.series("stockpile_released_t", "magnet", "usa").sum() for res in results.values()
     )

@@ -161,7 +161,11 @@ def test_serial_output(reference):
     spec, runs, ts = reference
     assert runs["run_id"].tolist() == list(range(16))
     assert (runs["status"] == "ok").all()
-    assert runs["china_magnet_share"].between(0, 1).all()
+    share = runs["china_magnet_share"]
+    assert share.dropna().between(0, 1).all()
+    # undefined (no magnets made at all) only on the sparse two-supplier network, where a
+    # random draw can starve a stage (docs/ODD.md 7.5: prices run to the choke price)
+    assert runs.loc[share.isna(), "suppliers"].eq(2).all()
     assert runs["oxide_price_world"].gt(0).all()
     # replicates share parameters but not seeds
     assert (runs.groupby("row")["sens"].nunique() == 1).all()
