@@ -190,9 +190,15 @@ class Stockpiles(Instrument):
         tariff = ask * terms.tariff[L] if terms.tariff.size else np.zeros(L.size)
         duty = ask * terms.duty[L] if terms.duty.size else np.zeros(L.size)
         landed = ask + tariff + duty + links.transport_usd_per_kg[L]
+        # a buyer at market: no more than its region's buyers pay (the market price index,
+        # before tariffs and duties), never the overpriced leftovers of a sold-out market
+        market = self._price(model, h)
+        ok = (ask + links.transport_usd_per_kg[L] <= market) if np.isfinite(market) else ask > 0
         inv = s.inv_out.reshape(-1)
         q_link = np.zeros(L.size)
         for k in np.argsort(landed, kind="stable"):
+            if not ok[k]:
+                continue
             if want <= 1e-9 or budget_left <= 1e-6:
                 break
             slot = links.slot[L[k]]
