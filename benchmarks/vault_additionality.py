@@ -22,7 +22,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.scenarios import load_experiment, non_china_capacity, run_experiment  # noqa: E402
+from sim.scenarios import _Lookup, domestic, load_experiment, run_experiment  # noqa: E402
 
 METRICS = {
     "vault_disbursed_usd": "drawn (tranches + loans), USD",
@@ -54,7 +54,8 @@ def main() -> None:
         row = {"seed": seed, **{m: last(fund, m) for m in METRICS}}
         cap = {
             name: sum(
-                float(non_china_capacity(r, p).iloc[-1]) for p in ("oxide", "metal", "magnet")
+                float(_Lookup(r).ex("capacity_t_per_yr", p, domestic(r)).iloc[-1])
+                for p in ("oxide", "metal", "magnet")
             )
             for name, r in res.items()
         }
