@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_core.py            # writes benchmarks/results/core.md
     python benchmarks/bench_core.py --quick    # fewer repeats, no 100k world
+    python benchmarks/bench_core.py --profile  # also: where a baseline month spends its time
 
 Measures (1) the baseline 2024-01..2040-12 run: simulation wall time (model stepping only,
 as in manifest.json), median and minimum of repeats, plus construction (incl. spin-up) and
@@ -16,8 +17,10 @@ simulation <= 0.15 s, 100k agents <= 0.1 s per month.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import platform
+import pstats
 import statistics
 import sys
 import time
@@ -62,6 +65,31 @@ def bench_baseline(repeats: int) -> dict[str, float]:
     }
 
 
+def profile_phases() -> list[tuple[str, float]]:
+    """Share of a baseline run's CPU time in each phase the schedule calls (under cProfile).
+
+    Phases are the functions that ``SupplyChainModel._month`` and ``step`` call directly;
+    the profiler's own overhead inflates cheap calls, so read the shares, not the seconds.
+    """
+    world, _ = load_world(ROOT / "models" / "baseline_2024.toml")
+    model = SupplyChainModel(world, rng=0)
+    prof = cProfile.Profile(time.process_time)
+    prof.runcall(model.run)
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(v[3] for k, v in stats.items() if k[2] == "step")
+    phases: dict[str, float] = {}
+    for (path, _, name), (*_, callers) in stats.items():
+        for (caller_path, _, caller), timing in callers.items():
+            if (
+                caller in ("_month", "step")
+                and caller_path.endswith("model.py")
+                and name != "_month"
+            ):
+                label = f"{Path(path).stem}.{name}" if path.startswith(str(ROOT)) else name
+                phases[label] = phases.get(label, 0.0) + timing[3] / total
+    return sorted(phases.items(), key=lambda kv: -kv[1])
+
+
 def bench_synthetic(n: int, months: int) -> dict[str, float]:
     world = validate_world(synthetic_world(n, seed=1, months=months))
     t0 = time.perf_counter()
@@ -83,6 +111,7 @@ def bench_synthetic(n: int, months: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="add each phase's share of a month")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "core.md"))
     args = ap.parse_args()
     repeats = 3 if args.quick else 15
@@ -122,6 +151,15 @@ def main() -> None:
             f"{r['s_per_month']:.4f} | {r['cpu_s_per_month']:.4f} |"
         )
     lines += ["", "Target (issue 8): growth about linear, <= 0.1 s per month at 100k agents.", ""]
+    if args.profile:
+        lines += [
+            "## Where a baseline month's time goes (CPU share under cProfile, seed 0)",
+            "",
+            "| phase (function the schedule calls) | share |",
+            "|---|---|",
+            *[f"| `{name}` | {share:.1%} |" for name, share in profile_phases() if share >= 0.005],
+            "",
+        ]
     text = "\n".join(lines)
     Path(args.out).write_text(text)
     print(text)
