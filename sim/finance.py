@@ -166,7 +166,7 @@ def track_risk(model: SupplyChainModel) -> None:
     price = model.policies.price_received(model, model.idx["firm"], main_ask(model))
     last = fin.last_price[firms]
     ok = (price > 0) & (last > 0)
-    if ok.all():
+    if np.count_nonzero(ok) == ok.size:
         r = np.log(price)
         r -= np.log(last)
     else:
@@ -208,7 +208,7 @@ def settle(model: SupplyChainModel) -> None:
     debt -= repay
     if not isinstance(firms, slice):  # a gathered copy: write it back
         fin.debt_usd[firms] = debt
-    if fin.fund_debt_usd.any():
+    if np.count_nonzero(fin.fund_debt_usd):
         back = np.minimum(surplus - repay, fin.fund_debt_usd[firms])
         fin.fund_debt_usd[firms] -= back
         cash -= repay + back
@@ -224,7 +224,8 @@ def settle(model: SupplyChainModel) -> None:
         out -= back
     out -= payout
     net[firms] = out
-    net[lenders] += float(interest.sum() - draw.sum() + repay.sum())
+    add = np.add.reduce
+    net[lenders] += float(add(interest) - add(draw) + add(repay))
     if back is not None:
         fund = np.where(fin.fund_of[firms] >= 0, fin.fund_of[firms], lenders)
         net += np.bincount(fund, back, minlength=net.size)
