@@ -30,6 +30,7 @@ from sim.network import (
     stage_layout,
 )
 from sim.network import make_links as choose_links
+from sim.payments import trade_layout
 from sim.policies import PolicySet, Tariffs
 from sim.policies.registry import build_instruments
 from sim.state import State
@@ -74,26 +75,32 @@ def build_ledger(model: SupplyChainModel, record: bool) -> None:
     )
     model._owners = model.households[model.nodes.region]
     firms, lend = model.idx["firm"], np.full(n_firms, model.lenders)
+    # role sets are contiguous (build_nodes): slices give views instead of gathered copies
+    model.firm_span = span(firms)
+    model.oem_span = span(model.idx["oem"])
+    model.sep_span = span(model.idx["separator"])
+    model.buyer_span = span(model.idx["buyer"])
+    model.main_slot = firms * NP + model.state.out_product[firms]  # firms' main offer slots
     model._settle_payer = np.concatenate([firms, lend, firms, firms, firms])
     model._settle_payee = np.concatenate([lend, firms, lend])  # then funds, owners
-    names = ("trade", "border_rent", "tariff", "export_duty", "transport")
-    links, region = model.links, model.nodes.region
-    model._trade_kind = np.repeat([[KIND[k]] for k in names], links.n, axis=1)
-    model._trade_payer = np.tile(links.dst, (len(names), 1))
-    model._trade_payee = np.stack(
-        [
-            links.src,
-            links.src,
-            model.gov_party[region[links.dst]],
-            model.gov_party[region[links.src]],
-            np.full(links.n, model.carriers),
-        ]
+    model._owners_of_firms = model._owners[firms]
+    # the same with lenders in place of funds (months when no fund is repaid: zero amounts)
+    model._settle_payee_lenders = np.concatenate(
+        [model._settle_payee, lend, model._owners_of_firms]
     )
-    model._trade_comp = np.zeros((len(names), links.n))
+    model._firm_zeros = np.zeros(n_firms)  # shared by kept entries: never written
+    model.trade_layout = trade_layout(model)
     model.delivery = np.zeros((model.horizon, model.nodes.n))
     model.deliveries: list[Delivery] = []
     model.deliveries_pending = False
     model.ndpr = NdprTally()
+
+
+def span(idx: np.ndarray) -> slice | np.ndarray:
+    """``idx`` as a slice when it is a contiguous ascending range (else ``idx`` itself)."""
+    if idx.size and idx[-1] - idx[0] == idx.size - 1 and bool(np.all(np.diff(idx) == 1)):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
 
 
 def build_nodes(model: SupplyChainModel) -> None:

@@ -155,18 +155,30 @@ def project_pays(
     return profit >= capex_usd * capital_recovery(k, model.world.finance.project_life_years)
 
 
+def main_ask(model: SupplyChainModel) -> np.ndarray:
+    """Every firm's ask for its main output (firms in ``idx["firm"]`` order), USD/kg."""
+    return np.take(model.state.ask, model.main_slot)
+
+
 def track_risk(model: SupplyChainModel) -> None:
     """Update each firm's price volatility from the price it receives this month."""
-    s, fin = model.state, model.finance
-    firms = model.idx["firm"]
-    price = model.policies.price_received(model, firms, s.ask[firms, s.out_product[firms]])
-    ok = (price > 0) & (fin.last_price[firms] > 0)
-    r = np.zeros(firms.size)
-    np.log(price, out=r, where=ok)
-    r -= np.log(np.where(ok, fin.last_price[firms], 1.0))
-    r[~ok] = 0.0
+    fin, firms = model.finance, model.firm_span
+    price = model.policies.price_received(model, model.idx["firm"], main_ask(model))
+    last = fin.last_price[firms]
+    ok = (price > 0) & (last > 0)
+    if np.count_nonzero(ok) == ok.size:
+        r = np.log(price)
+        r -= np.log(last)
+    else:
+        r = np.zeros(price.size)
+        np.log(price, out=r, where=ok)
+        r -= np.log(np.where(ok, last, 1.0))
+        r[~ok] = 0.0
     a = model.world.finance.volatility_smoothing
-    fin.price_var[firms] = (1 - a) * fin.price_var[firms] + a * r * r
+    var = fin.price_var[firms]
+    var *= 1 - a
+    var += a * r * r
+    fin.price_var[firms] = var
     fin.last_price[firms] = price
 
 
@@ -178,37 +190,60 @@ def settle(model: SupplyChainModel) -> None:
     owners (households of the region).
     """
     led, fin, s, f = model.ledger, model.finance, model.state, model.world.finance
-    firms = model.idx["firm"]
+    firms = model.firm_span
     lenders = model.lenders
     rate = f.risk_free_rate_per_yr + f.base_risk_premium_per_yr
-    interest = fin.debt_usd[firms] * rate / 12.0
-    cash = cash_usd(model, firms) - interest
+    debt = fin.debt_usd[firms]  # a view when firms are a slice: updated in place below
+    interest = debt * rate / 12.0
+    cash = fin.opening_cash_usd[firms] + led.balance[firms]
+    cash -= interest
     draw = np.maximum(-cash, 0.0)  # borrow to stay solvent
     cash += draw
-    fin.debt_usd[firms] += draw
-    revenue_m = s.prod_ema[firms] * s.ask[firms, s.out_product[firms]] * KG_PER_T
-    surplus = np.maximum(cash - 3.0 * f.min_cash_months * revenue_m, 0.0)
-    repay = np.minimum(surplus, fin.debt_usd[firms])
-    fin.debt_usd[firms] -= repay
-    back = np.minimum(surplus - repay, fin.fund_debt_usd[firms])
-    fin.fund_debt_usd[firms] -= back
-    cash -= repay + back
-    payout = np.maximum(cash - f.max_cash_months * revenue_m, 0.0)
-    fund = np.where(fin.fund_of[firms] >= 0, fin.fund_of[firms], lenders)
+    debt += draw
+    revenue_m = s.prod_ema[firms] * main_ask(model)
+    revenue_m *= KG_PER_T
+    surplus = cash - 3.0 * f.min_cash_months * revenue_m
+    np.maximum(surplus, 0.0, out=surplus)
+    repay = np.minimum(surplus, debt)
+    debt -= repay
+    if not isinstance(firms, slice):  # a gathered copy: write it back
+        fin.debt_usd[firms] = debt
+    if np.count_nonzero(fin.fund_debt_usd):
+        back = np.minimum(surplus - repay, fin.fund_debt_usd[firms])
+        fin.fund_debt_usd[firms] -= back
+        cash -= repay + back
+    else:  # no fund is owed anything: nothing goes back
+        back = None
+        cash -= repay
+    payout = cash - f.max_cash_months * revenue_m
+    np.maximum(payout, 0.0, out=payout)
     net = np.zeros(led.balance.size)
-    net[firms] = draw - interest - repay - back - payout
-    net[lenders] += float(interest.sum() - draw.sum() + repay.sum())
-    net += np.bincount(fund, back, minlength=net.size)
-    net += np.bincount(model._owners[firms], payout, minlength=net.size)
+    out = draw - interest
+    out -= repay
+    if back is not None:
+        out -= back
+    out -= payout
+    net[firms] = out
+    add = np.add.reduce
+    net[lenders] += float(add(interest) - add(draw) + add(repay))
+    if back is not None:
+        fund = np.where(fin.fund_of[firms] >= 0, fin.fund_of[firms], lenders)
+        net += np.bincount(fund, back, minlength=net.size)
+    owners = model._owners_of_firms
+    net += np.bincount(owners, payout, minlength=net.size)
     led.post_net(net)
-    if led.record:
+    if led.record and led.month_row >= 0:
+        if back is None:
+            payee, back = model._settle_payee_lenders, model._firm_zeros
+        else:
+            payee = np.concatenate([model._settle_payee, fund, owners])
         led.keep(
             model._settle_kinds,
             model._settle_payer,
-            np.concatenate([model._settle_payee, fund, model._owners[firms]]),
+            payee,
             np.concatenate([interest, draw, repay, back, payout]),
         )
-    if back.any():
+    if back is not None and back.any():
         for ins in model.policies.instruments:
             took = getattr(ins, "repaid_by", None)
             if took is not None:
@@ -279,8 +314,7 @@ def invest(model: SupplyChainModel) -> None:
         s.pending[who[sel]] = True
         due = model.month_abs + lead[sel]
         seq0 = model._project_seq
-        for i, m_on, d in zip(who[sel].tolist(), due.tolist(), delta[sel].tolist(), strict=True):
-            model.add_project(m_on, i, d, "expansion")
+        model.add_projects(due, who[sel], delta[sel], "expansion")
         # only projects that will fail or that a fund lent to need a record at completion
         for j in np.flatnonzero(fails[sel] | (borrowed > 0)).tolist():
             k = int(sel[j])
@@ -303,8 +337,10 @@ def invest(model: SupplyChainModel) -> None:
     if shrink.size:
         d = -b.closure_step * s.cap[shrink]
         s.cap[shrink] += d
-        for i, x in zip(shrink.tolist(), d.tolist(), strict=True):
-            model.capacity_added.append((model.month_abs, i, x, "closure"))
+        month = model.month_abs
+        model.capacity_added += [
+            (month, i, x, "closure") for i, x in zip(shrink.tolist(), d.tolist(), strict=True)
+        ]
         # lenders stop lending to a loss-maker with debt and no room: it exits
         exit_ = shrink[(financing_room_usd(model, shrink) <= 0.0) & (fin.debt_usd[shrink] > 0)]
         for i in exit_.tolist():

@@ -135,6 +135,7 @@ class Ledger:
         self.funds: list[int] = []
         self.budget: dict[int, float] = {}  # net budget each fund received from its government
         self.month_row = -1
+        self._kinds: dict[tuple[str, int], np.ndarray] = {}
 
     @property
     def balance(self) -> np.ndarray:
@@ -238,11 +239,12 @@ class Ledger:
         Used with :meth:`post_net`, which applies the same transfers netted per party.
         """
         if self.record and self.month_row >= 0:
-            kinds = (
-                np.full(usd.size, KIND[kind], np.int64)
-                if isinstance(kind, str)
-                else np.asarray(kind, np.int64).reshape(-1)
-            )
+            if isinstance(kind, str):  # one constant array per (kind, size): rows share it
+                kinds = self._kinds.get((kind, usd.size))
+                if kinds is None:
+                    kinds = self._kinds[kind, usd.size] = np.full(usd.size, KIND[kind], np.int64)
+            else:
+                kinds = np.asarray(kind, np.int64).reshape(-1)
             self.rows.append((self.month_row, payer, payee, kinds, usd))
 
     def post_net(self, net: np.ndarray) -> None:
@@ -251,8 +253,8 @@ class Ledger:
         The hot paths (trade, running costs, settling) post this way, and :meth:`keep` their
         entries when recording: the same money, fewer array operations.
         """
-        scale = float(np.abs(net).sum()) + 1.0
-        if abs(float(net.sum())) > 1e-9 * scale:
+        total = abs(float(np.add.reduce(net)))
+        if total > 1e-9 and total > 1e-9 * (float(np.add.reduce(np.abs(net))) + 1.0):
             raise ValueError(f"ledger: netted transfers do not balance ({net.sum():.6g} USD)")
         self._balance[: net.size] += net
 
@@ -298,18 +300,19 @@ def tally_ndpr(model: SupplyChainModel) -> NdprTally:
     above; a recipe that makes more NdPr than it takes in shows as a negative loss.
     """
     s, k = model.state, model.ndpr_contents
-    t = NdprTally()
-    t.mined = float(s.produced @ k.mined)
-    t.recovered = float(s.collected.sum())
-    t.to_products = float(s.consumed @ k.used)
-    cin = k.cin.copy()
-    sep = model.idx["separator"]
+    cin = k.cin  # separators' entries are this month's (set below), the rest constant
+    sep = model.sep_span
     # separators' input ratio is 1 / (feed NdPr oxide share x recovery) for this month's feed
     ratio = s.in_ratio[sep] * s.recovery[sep]
-    cin[sep] = np.divide(OXIDE_NDPR, ratio, out=np.zeros(sep.size), where=ratio > 0)
-    loss = s.consumed * cin - s.produced * (k.cout + s.scrap_ratio)
-    t.lost = np.bincount(k.stage, loss, minlength=len(LOSS_STAGES) + 1)[: len(LOSS_STAGES)]
-    return t
+    cin[sep] = np.divide(OXIDE_NDPR, ratio, out=np.zeros(ratio.size), where=ratio > 0)
+    loss = s.consumed * cin
+    loss -= s.produced * (k.cout + s.scrap_ratio)
+    return NdprTally(
+        mined=float(s.produced @ k.mined),
+        recovered=float(s.collected.sum()),
+        lost=np.bincount(k.stage, loss, minlength=len(LOSS_STAGES) + 1)[: len(LOSS_STAGES)],
+        to_products=float(s.consumed @ k.used),
+    )
 
 
 @dataclass
@@ -367,13 +370,54 @@ def ndpr_contents(model: SupplyChainModel) -> NdprContents:
     return NdprContents(out, inp, link, c, mined, used, cin, cout, stage)
 
 
-def ndpr_stock_t(model: SupplyChainModel) -> float:
+@dataclass
+class Stocks:
+    """Goods outside firms' own stocks now, computed once for every total that needs them.
+
+    Attributes:
+        transit_link: Tonnes in transit per link.
+        transit_p: Tonnes in transit over links, per product.
+        delivered_p: Tonnes instruments have shipped that are still in transit, per product.
+        policy_p: Tonnes held by instruments (strategic stockpiles), per product.
+    """
+
+    transit_link: np.ndarray
+    transit_p: np.ndarray
+    delivered_p: np.ndarray
+    policy_p: np.ndarray
+
+
+def stocks_now(model: SupplyChainModel) -> Stocks:
+    """Transit, deliveries and instruments' stocks of the model now."""
+    transit_link = model.transit.sum(axis=0)
+    return Stocks(
+        transit_link=transit_link,
+        transit_p=np.bincount(model.links.product, transit_link, minlength=NP),
+        delivered_p=model.delivery_stock_by_product(),
+        policy_p=model.policies_stock_by_product(),
+    )
+
+
+def tonnes_by_product(model: SupplyChainModel, st: Stocks) -> np.ndarray:
+    """Total stock per product: firms' input and output stocks, transit, stockpiles (t)."""
+    s = model.state
+    inv = s.inv_out.sum(axis=0)
+    inv += np.bincount(s.in_product[model.buyer_span], s.inv_in[model.buyer_span], minlength=NP)
+    inv += st.transit_p
+    inv += st.delivered_p
+    inv += st.policy_p
+    return inv
+
+
+def ndpr_stock_t(model: SupplyChainModel, st: Stocks | None = None) -> float:
     """NdPr in every stock: firms' input and output stocks, transit, stockpiles (t NdPr)."""
+    if st is None:
+        st = stocks_now(model)
     s = model.state
     k = model.ndpr_contents
     total = float(np.vdot(s.inv_out, k.out)) + float(s.inv_in @ k.inp)
-    total += float(s.feed_ndpr[model.idx["separator"]].sum()) * OXIDE_NDPR
-    total += float(model.transit.sum(axis=0) @ k.link)
-    total += float(model.delivery_stock_by_product() @ k.product)
-    total += float(model.policies_stock_by_product() @ k.product)
+    total += float(s.feed_ndpr[model.sep_span].sum()) * OXIDE_NDPR
+    total += float(st.transit_link @ k.link)
+    total += float(st.delivered_p @ k.product)
+    total += float(st.policy_p @ k.product)
     return total

@@ -7,12 +7,13 @@ import heapq
 import mesa
 import numpy as np
 
+from sim import payments
 from sim.agents import OEM, Converter, Mine, Recycler
 from sim.build import assemble
 from sim.calendar import parse_month
 from sim.expectations import update_expectations
 from sim.finance import complete, invest, settle, track_risk
-from sim.ledger import KG_PER_T, Capacity, Delivery, Transfer, tally_ndpr
+from sim.ledger import Capacity, Delivery, Transfer, stocks_now, tally_ndpr, tonnes_by_product
 from sim.market import clear
 from sim.network import NP
 from sim.prices import border_rent, price_index, set_prices
@@ -89,6 +90,23 @@ class SupplyChainModel(mesa.Model):
             (int(month), int(node), self._project_seq, float(delta_t_per_yr), origin),
         )
         self._project_seq += 1
+
+    def add_projects(
+        self, months: np.ndarray, nodes: np.ndarray, delta_t_per_yr: np.ndarray, origin: str
+    ) -> None:
+        """Schedule many capacity changes at once (as :meth:`add_project`, in array order)."""
+        seq = self._project_seq
+        rows = zip(
+            months.tolist(),
+            nodes.tolist(),
+            range(seq, seq + len(months)),
+            np.asarray(delta_t_per_yr, float).tolist(),
+            [origin] * len(months),
+            strict=True,
+        )
+        self.projects.extend(rows)  # sequence numbers are unique: the pop order is the same
+        heapq.heapify(self.projects)
+        self._project_seq += len(months)
 
     def _update_unit_cost(self) -> None:
         s = self.state
@@ -170,6 +188,8 @@ class SupplyChainModel(mesa.Model):
                 self.links.dst, arriving * self.link_ndpr_share, minlength=self.nodes.n
             )
         arriving.fill(0.0)
+        if not self.deliveries_pending:  # the delivery ring is empty
+            return
         delivered = self.delivery[row]  # instruments' deliveries (stockpile releases)
         s.inv_in += delivered
         s.pipeline -= delivered
@@ -275,53 +295,12 @@ class SupplyChainModel(mesa.Model):
         )
 
     def pay_for_trade(self) -> None:
-        """Post the month's trade payments from the clearing, per link (see Clearing).
-
-        The buyer pays the seller the ask (``trade``) and the scarcity rent of a binding cap
-        (``border_rent``), the importing government the tariff, the exporting government the
-        export duty and the carriers transport.
-        """
-        c, links, led = self.clearing, self.links, self.ledger
-        if links.n == 0:
-            return
-        kg = c.shipped_t * KG_PER_T
-        comp = self._trade_comp  # rows: ask, rent, tariff, duty, transport (USD/kg)
-        comp[0] = c.price_usd_per_kg
-        comp[0] -= c.rent_usd_per_kg
-        comp[1] = c.rent_usd_per_kg
-        comp[2] = c.tariff_usd_per_kg
-        comp[3] = c.duty_usd_per_kg
-        comp[4] = c.transport_usd_per_kg
-        usd = comp * kg
-        n = led.balance.size
-        net = np.bincount(self._trade_payee.ravel(), usd.ravel(), minlength=n)
-        net -= np.bincount(links.dst, usd.sum(axis=0), minlength=n)
-        led.post_net(net)
-        if led.record:
-            paid = usd > 0
-            led.keep(
-                self._trade_kind[paid], self._trade_payer[paid], self._trade_payee[paid], usd[paid]
-            )
+        """Post the month's trade payments (:func:`sim.payments.pay_for_trade`)."""
+        payments.pay_for_trade(self)
 
     def pay_running_costs(self) -> None:
-        """Firms pay conversion costs to households; households pay OEMs for magnets used.
-
-        OEMs pass magnets on at their recent purchase price (``buy_price_ema``).
-        """
-        s, led = self.state, self.ledger
-        firms = self.idx["firm"]
-        hh = self.households[s.region]
-        oem = self.idx["oem"]
-        cost = s.op_cost[firms] * s.produced[firms] * KG_PER_T
-        use = s.consumed[oem] * s.buy_price_ema[oem] * KG_PER_T
-        net = np.zeros(led.balance.size)
-        net[firms] = -cost
-        net[oem] = use
-        net += np.bincount(hh[firms], cost, minlength=net.size)
-        net -= np.bincount(hh[oem], use, minlength=net.size)
-        led.post_net(net)
-        led.keep("operating_cost", firms, hh[firms], cost)
-        led.keep("magnet_use", hh[oem], oem, use)
+        """Post conversion costs and magnet use (:func:`sim.payments.pay_running_costs`)."""
+        payments.pay_running_costs(self)
 
     def post(self, effects: list[Transfer | Delivery | Capacity]) -> None:
         """Post instruments' effects.
@@ -357,14 +336,7 @@ class SupplyChainModel(mesa.Model):
     # ------------------------------------------------------------------ stocks
     def inventory_by_product(self) -> np.ndarray:
         """Total stock per product: firms' input and output stocks, transit, stockpiles."""
-        s = self.state
-        inv = s.inv_out.sum(axis=0)
-        buyers = s.in_product >= 0
-        inv += np.bincount(s.in_product[buyers], s.inv_in[buyers], minlength=NP)
-        inv += np.bincount(self.links.product, self.transit.sum(axis=0), minlength=NP)
-        inv += self.delivery_stock_by_product()
-        inv += self.policies_stock_by_product()
-        return inv
+        return tonnes_by_product(self, stocks_now(self))
 
     def policies_stock_by_product(self) -> np.ndarray:
         """Stock held by policy instruments (strategic stockpiles), per product."""

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.ledger import Delivery, ndpr_stock_t
+from sim.finance import main_ask
+from sim.ledger import Delivery, ndpr_stock_t, stocks_now, tonnes_by_product
 from sim.network import NP, P
 
 if TYPE_CHECKING:
@@ -58,15 +59,14 @@ class Recorder:
         if t >= self.T:
             return
         self.price_china[t], self.price_world[t] = model.price_index
-        self.cap[t] = s.cap * s.online
+        np.multiply(s.cap, s.online, out=self.cap[t])
         self.produced[t] = s.produced
-        self.swarf[t] = s.produced * s.scrap_ratio
+        np.multiply(s.produced, s.scrap_ratio, out=self.swarf[t])
         self.collected[t] = s.collected
         self.consumed[t] = s.consumed
         self.inv_in[t] = s.inv_in
         self.inv_out[t] = s.inv_out
-        firms = model.idx["firm"]
-        self.ask[t, firms] = s.ask[firms, s.out_product[firms]]
+        self.ask[t, model.firm_span] = main_ask(model)
         self.unit_cost[t] = s.unit_cost
         self.demand[t] = s.demand
         self.shortage[t] = s.shortage
@@ -77,25 +77,28 @@ class Recorder:
         self.rent[t] = model.clearing.rent_usd_per_kg * model.clearing.shipped_t * 1e3
         self.shipped[t] = model.clearing.shipped_t
         self.landed[t] = model.clearing.landed_usd_per_kg
-        self.transit_p[t] = (
-            np.bincount(model.links.product, model.transit.sum(axis=0), minlength=NP)
-            + model.delivery_stock_by_product()
-        )
+        st = stocks_now(model)
+        np.add(st.transit_p, st.delivered_p, out=self.transit_p[t])
         self.production_p[t] = model.month.production_p
         self.consumption_p[t] = model.month.consumption_p
-        self.stock_p[t] = model.inventory_by_product()
+        self.stock_p[t] = tonnes_by_product(model, st)
         nd = model.ndpr
-        self.ndpr[t, 0] = nd.mined
-        self.ndpr[t, 1] = nd.recovered
-        self.ndpr[t, 2:6] = nd.lost
-        self.ndpr[t, 6] = nd.to_products
-        self.ndpr[t, 7] = ndpr_stock_t(model)
-        self.deliveries += [(t, d) for d in model.deliveries]
+        row = self.ndpr[t]
+        row[0] = nd.mined
+        row[1] = nd.recovered
+        row[2:6] = nd.lost
+        row[6] = nd.to_products
+        row[7] = ndpr_stock_t(model, st)
+        if model.deliveries:
+            self.deliveries += [(t, d) for d in model.deliveries]
         for ins in model.policies.instruments:
             observe = getattr(ins, "observe", None)
             if observe is not None:
                 observe(model)
-            for key, value in getattr(ins, "series", lambda: {})().items():
+            series = getattr(ins, "series", None)
+            if series is None:
+                continue
+            for key, value in series().items():
                 arr = self.policy_series.setdefault(key, np.full(self.T, np.nan))
                 arr[t] = value
         self.t += 1
