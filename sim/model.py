@@ -275,7 +275,7 @@ class SupplyChainModel(mesa.Model):
             return
         delay = self.rng_shipping.random(links.n) < b.shipping_delay_probability
         arrive = (self.tau + links.lead_months + delay) % self.horizon
-        np.add.at(self.transit, (arrive, np.arange(links.n)), c.shipped_t)
+        self.transit[arrive, self._link_range] += c.shipped_t  # (row, link) pairs are unique
         got = np.bincount(links.dst, c.shipped_t, minlength=self.nodes.n)
         s.pipeline += got
         paid = np.bincount(links.dst, c.shipped_t * c.landed_usd_per_kg, minlength=self.nodes.n)
