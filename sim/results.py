@@ -281,20 +281,22 @@ def _inventory(c: BuildContext) -> list[pd.DataFrame]:
     return blocks
 
 
-@builds("capacity_t_per_yr")
-def _capacity(c: BuildContext) -> list[pd.DataFrame]:
+def _firm_capacity_block(c: BuildContext, values: np.ndarray, metric: str) -> pd.DataFrame:
+    """A firm array (T x n) summed by (output product, region)."""
     firms = c.model.idx["firm"]
     fprod = np.full(c.model.nodes.n, -1)
     fprod[firms] = c.model.state.out_product[firms]
-    return [c.by_prod_region(c.model.recorder.cap, fprod, "capacity_t_per_yr")]
+    return c.by_prod_region(values, fprod, metric)
+
+
+@builds("capacity_t_per_yr")
+def _capacity(c: BuildContext) -> list[pd.DataFrame]:
+    return [_firm_capacity_block(c, c.model.recorder.cap, "capacity_t_per_yr")]
 
 
 @builds("running_capacity_t_per_yr")
 def _running(c: BuildContext) -> list[pd.DataFrame]:
-    firms = c.model.idx["firm"]
-    fprod = np.full(c.model.nodes.n, -1)
-    fprod[firms] = c.model.state.out_product[firms]
-    return [c.by_prod_region(c.model.recorder.running, fprod, "running_capacity_t_per_yr")]
+    return [_firm_capacity_block(c, c.model.recorder.running, "running_capacity_t_per_yr")]
 
 
 @builds("buyer_stock_t")
