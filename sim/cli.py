@@ -1,4 +1,4 @@
-"""The ``ndsim`` command line: run, validate, sweep, analyze, ui.
+"""The ``ndsim`` command line: run, validate, sweep, analyze, calibrate, ui.
 
 User errors (bad files, keys, values) print one clear message and exit with code 2, with no
 traceback and nothing written.
@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_command = None
     if add_command is not None:
         add_command(sub)
+    from sim.calibrate.cli import add_command as add_calibrate
+
+    add_calibrate(sub)
     return p
 
 
