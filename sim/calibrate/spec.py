@@ -15,7 +15,14 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sim.errors import UserError
 from sim.experiments.spec import BaseSpec, Name, _spec_hint
@@ -88,15 +95,21 @@ class TargetSpec(_Strict):
     end: Month | None = Field(None, description="last period used (default: all)")
     weight: Annotated[float, Field(gt=0)] = 1.0
 
-    @model_validator(mode="after")
-    def _check(self) -> TargetSpec:
-        if self.metric != "exports_t":
+    @field_validator("metric")
+    @classmethod
+    def _declared(cls, v: str) -> str:
+        if v != "exports_t":
             from sim.metrics import get
 
             try:
-                get(self.metric)
+                get(v)
             except KeyError as exc:
                 raise ValueError(f"{exc.args[0]} (metrics: docs/outputs.md)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> TargetSpec:
+        if self.metric != "exports_t":
             if self.to_region is not None:
                 raise ValueError("'to_region' is only for metric 'exports_t'")
         elif self.region is None:
