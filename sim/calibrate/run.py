@@ -591,23 +591,27 @@ def _run_abc(driver: Driver, out: Path) -> Any:
     spec = driver.spec
     b = spec.budget
     driver.model = _make_model()(nan_stats(driver.ctx.targets))
-    abc = pyabc.ABCSMC(
-        models=driver.model,
-        parameter_priors=priors(spec),
-        distance_function=driver.distance,
-        population_size=b.population_size,
-        sampler=_make_sampler(driver),
-        eps=pyabc.QuantileEpsilon(initial_epsilon=np.inf, alpha=b.epsilon_quantile),
-    )
     db_path = out / "abc.db"
     db = f"sqlite:///{db_path.resolve()}"
     done = 0
     if db_path.exists():
         h = pyabc.History(db)
         done = int(h.max_t) + 1 if h.n_populations else 0
+        del h
         if done == 0:  # nothing complete in it: start afresh (the runs are in parts/)
-            del h
             db_path.unlink()
+    abc = pyabc.ABCSMC(
+        models=driver.model,
+        parameter_priors=priors(spec),
+        distance_function=driver.distance,
+        population_size=b.population_size,
+        sampler=_make_sampler(driver),
+        # generation 0 accepts every prior draw; each later threshold is the quantile of the
+        # previous generation's distances, which on resume pyabc reads back from abc.db
+        eps=pyabc.QuantileEpsilon(
+            initial_epsilon=np.inf if done == 0 else "from_sample", alpha=b.epsilon_quantile
+        ),
+    )
     if done:
         abc.load(db, abc_id=1)
     else:
