@@ -130,12 +130,14 @@ def truth_dir(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------ bad input
+PS = "[[parameters]]\npath = 'behaviour.price_sensitivity'\n"
 BAD = [
-    ("parameters[0].source", "[[parameters]]\npath = 'behaviour.price_sensitivity'\nlow = 1\nhigh = 2\n"),
-    ("parameters[0]", "[[parameters]]\npath = 'behaviour.price_sensitivity'\nlow = 3\nhigh = 2\nsource = 'x'\n"),
-    ("parameters[0].prior", "[[parameters]]\npath = 'behaviour.price_sensitivity'\nprior = 'beta'\nlow = 1\nhigh = 2\nsource = 'x'\n"),
+    ("parameters[0].source", PS + "low = 1\nhigh = 2\n"),
+    ("parameters[0]", PS + "low = 3\nhigh = 2\nsource = 'x'\n"),
+    ("parameters[0].prior", PS + "prior = 'beta'\nlow = 1\nhigh = 2\nsource = 'x'\n"),
     ("budget.populaton_size", "[budget]\npopulaton_size = 3\n"),
-]  # fmt: skip
+]
+HEADER = "period,value,low,high,unit,source\n"
 
 
 def _good_tail() -> str:
