@@ -67,11 +67,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim.world import read_toml
 
     raw = read_toml(args.file)
-    if "scenarios" in raw:
+    if "scenarios" in raw or args.posterior:
         from sim.experiments.cli import sigterm_as_interrupt
         from sim.scenarios import run_experiment_file
 
         sigterm_as_interrupt()
+        exp = None
+        if "scenarios" not in raw:  # a world with --posterior: an ensemble of one scenario
+            from sim.calibrate.posterior import world_experiment
+
+            exp = world_experiment(args.file, args.set)
         return run_experiment_file(
             args.file,
             out=args.out,
@@ -84,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             resume=args.resume,
             csv=args.csv,
+            posterior=args.posterior,
+            exp=exp,
         )
     for flag in ("seeds", "workers", "scheduler", "resume"):  # --csv works for both
         if getattr(args, flag) not in (None, False):
@@ -278,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write the tables as CSV (runs: timeseries, flows, agents; experiments: "
         "metrics, summary, effects)",
+    )
+    r.add_argument(
+        "--posterior",
+        metavar="DIR",
+        help="a calibration's output folder: each seed also draws a parameter set from its "
+        "posterior (a world then runs as an ensemble of --seeds draws, default 8)",
     )
     r.add_argument("--start", help="first month YYYY-MM")
     r.add_argument("--end", help="last month YYYY-MM")
