@@ -77,10 +77,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             from sim.calibrate.posterior import world_experiment
 
             exp = world_experiment(args.file, args.set)
+        if args.draws is not None and args.seeds not in (None, args.draws):
+            raise UserError("--draws and --seeds differ: each seed draws one parameter set")
         return run_experiment_file(
             args.file,
             out=args.out,
-            seeds=args.seeds,
+            seeds=args.draws if args.draws is not None else args.seeds,
             seed=args.seed,
             start=args.start,
             end=args.end,
@@ -92,6 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             posterior=args.posterior,
             exp=exp,
         )
+    if args.draws is not None:
+        raise UserError("--draws needs --posterior DIR (a calibration's output folder)")
     for flag in ("seeds", "workers", "scheduler", "resume"):  # --csv works for both
         if getattr(args, flag) not in (None, False):
             raise UserError(f"--{flag} is for experiment files; {args.file} is a world")
@@ -291,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a calibration's output folder: each seed also draws a parameter set from its "
         "posterior (a world then runs as an ensemble of --seeds draws, default 8)",
+    )
+    r.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="with --posterior: parameter sets drawn, one per seed (same as --seeds)",
     )
     r.add_argument("--start", help="first month YYYY-MM")
     r.add_argument("--end", help="last month YYYY-MM")

@@ -501,9 +501,6 @@ def calibrate(
         shutil.copyfile(spec_path, out / "spec.toml")
     info_path.write_text(json.dumps(info, indent=2, default=str))
     store = RunStore(out, [p.column for p in spec.parameters], prep.targets)
-    logging.getLogger("ABC").setLevel(logging.WARNING)
-    for name in ("ABC.History", "ABC.Sampler", "ABC.Distance", "ABC.Epsilon"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     hint = _resume_hint(Path(spec_path), out, scheduler, workers)
     n_workers = workers or os.cpu_count() or 1
     bar = None
@@ -588,6 +585,7 @@ def _run_abc(driver: Driver, out: Path) -> Any:
     """Start or continue pyabc's ABC-SMC with the batch sampler; return its history."""
     import pyabc
 
+    logging.getLogger("ABC").setLevel(logging.WARNING)  # set on import; the report says it all
     spec = driver.spec
     b = spec.budget
     driver.model = _make_model()(nan_stats(driver.ctx.targets))
