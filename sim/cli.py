@@ -238,6 +238,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
         exp = load_experiment(args.file, raw=raw)
         print(f"{args.file}: valid experiment ({len(exp.scenarios)} scenarios)")
         return 0
+    if "targets" in raw and "base" in raw:
+        from sim.calibrate.run import prepare
+
+        prep = prepare(args.file)  # spec, target files, base world, parameter ranges
+        n = sum(len(t.periods) for t in prep.targets)
+        print(
+            f"{args.file}: valid calibration spec ({len(prep.spec.parameters)} parameters, "
+            f"{len(prep.targets)} targets, {n} data points)"
+        )
+        return 0
     if "design" in raw or "parameters" in raw and "base" in raw:
         from sim.experiments.spec import base_scenario, load_spec
 

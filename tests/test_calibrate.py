@@ -316,3 +316,13 @@ def test_resume_after_kill_loses_and_duplicates_no_run(truth_dir, recovered):
     pd.testing.assert_frame_equal(pa_.drop(columns="run_id"), pb.drop(columns="run_id"))
     assert np.isclose(pa_["weight"].sum(), 1.0)
     assert os.path.exists(out / "point.toml")
+
+
+def test_history_spec_validates(capsys):
+    """experiments/calibrate_history.toml fits its world and data (from the history work)."""
+    spec = ROOT / "experiments" / "calibrate_history.toml"
+    if not (ROOT / "models" / "history_2020.toml").exists():
+        pytest.skip("models/history_2020.toml and data/targets/ come with issue 9 item 1")
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "valid calibration spec (10 parameters, 8 targets" in out

@@ -95,7 +95,7 @@ def test_posterior_draws_are_seeded_and_follow_the_weights(tmp_path):
 def test_run_world_with_posterior_gives_each_seed_a_drawn_parameter_set(tmp_path):
     d = _posterior(tmp_path / "post", [12000.0, 55000.0], [0.5, 0.5])
     out = tmp_path / "run"
-    args = ["run", str(CLASSROOM), "--posterior", str(d), "--seeds", "4", "--workers", "1",
+    args = ["run", str(CLASSROOM), "--posterior", str(d), "--draws", "4", "--workers", "1",
             "--start", "2024-01", "--end", "2025-12", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     draws = pd.read_csv(out / "posterior_draws.csv")
