@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 BAND = (0.05, 0.95)  # posterior-predictive band: weighted 5 % and 95 % quantiles
 
 
+def effective_sample_size(w: np.ndarray) -> float:
+    """Kish's effective sample size of weights ``w``: 1 / sum of squared normalised weights."""
+    w = np.asarray(w, float)
+    w = w / w.sum()
+    return float(1.0 / np.sum(w * w))
+
+
 def weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
     """The weighted ``q`` quantile of ``x`` (inverted CDF, as for unweighted samples)."""
     return float(np.quantile(np.asarray(x, float), q, weights=np.asarray(w, float),
@@ -183,14 +190,26 @@ def report_md(
         "",
         "## Thresholds",
         "",
-        "| generation | epsilon | simulations | accepted |",
-        "|---:|---:|---:|---:|",
+        "| generation | epsilon | simulations | accepted | effective sample size |",
+        "|---:|---:|---:|---:|---:|",
     ]
+    ess = {}
     for _, r in pops.iterrows():
+        t = int(r["t"])
+        ess[t] = effective_sample_size(history.get_distribution(0, t)[1])
         lines.append(
-            f"| {int(r['t'])} | {r['epsilon']:.4g} | {int(r['samples'])} | "
-            f"{spec.budget.population_size} |"
+            f"| {t} | {r['epsilon']:.4g} | {int(r['samples'])} | "
+            f"{spec.budget.population_size} | {ess[t]:.1f} |"
         )
+    last = ess[max(ess)] if ess else float("nan")
+    if last < spec.budget.population_size / 10:
+        lines += [
+            "",
+            f"**Warning:** the last generation's effective sample size (1 / sum of squared "
+            f"weights) is {last:.1f} of {spec.budget.population_size}: the posterior rests on "
+            "a few runs, and its quantiles below are not to be trusted. More runs per "
+            "generation, fewer parameters, or a model that fits the data better help.",
+        ]
     lines += [
         "",
         "## Posterior (last generation)",
