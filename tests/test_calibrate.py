@@ -136,6 +136,7 @@ BAD = [
     ("parameters[0]", PS + "low = 3\nhigh = 2\nsource = 'x'\n"),
     ("parameters[0].prior", PS + "prior = 'beta'\nlow = 1\nhigh = 2\nsource = 'x'\n"),
     ("budget.populaton_size", "[budget]\npopulaton_size = 3\n"),
+    ("budget.transition", "[budget]\ntransition = 'nearest'\n"),
 ]
 HEADER = "period,value,low,high,unit,source\n"
 

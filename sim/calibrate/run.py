@@ -604,6 +604,11 @@ def _run_abc(driver: Driver, out: Path) -> Any:
         distance_function=driver.distance,
         population_size=b.population_size,
         sampler=_make_sampler(driver),
+        transitions=(
+            pyabc.LocalTransition()
+            if b.transition == "local"
+            else pyabc.MultivariateNormalTransition()
+        ),
         # generation 0 accepts every prior draw; each later threshold is the quantile of the
         # previous generation's distances, which on resume pyabc reads back from abc.db
         eps=pyabc.QuantileEpsilon(

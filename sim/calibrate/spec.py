@@ -160,6 +160,11 @@ class BudgetSpec(_Strict):
     min_acceptance_rate: Annotated[float, Field(ge=0, lt=1)] = Field(
         0.01, description="stop when a generation accepts fewer than this share of its runs"
     )
+    transition: Literal["multivariate_normal", "local"] = Field(
+        "multivariate_normal",
+        description="pyabc's proposal kernel: one Gaussian fitted to the whole population, "
+        "or a Gaussian per particle from its nearest neighbours",
+    )
 
 
 class CalibrationSpec(_Strict):
