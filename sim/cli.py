@@ -1,4 +1,4 @@
-"""The ``ndsim`` command line: run, validate, sweep, analyze, ui.
+"""The ``ndsim`` command line: run, validate, sweep, analyze, calibrate, ui.
 
 User errors (bad files, keys, values) print one clear message and exit with code 2, with no
 traceback and nothing written.
@@ -67,15 +67,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim.world import read_toml
 
     raw = read_toml(args.file)
-    if "scenarios" in raw:
+    if "scenarios" in raw or args.posterior:
         from sim.experiments.cli import sigterm_as_interrupt
         from sim.scenarios import run_experiment_file
 
         sigterm_as_interrupt()
+        exp = None
+        if "scenarios" not in raw:  # a world with --posterior: an ensemble of one scenario
+            from sim.calibrate.posterior import world_experiment
+
+            exp = world_experiment(args.file, args.set)
+        if args.draws is not None and args.seeds not in (None, args.draws):
+            raise UserError("--draws and --seeds differ: each seed draws one parameter set")
         return run_experiment_file(
             args.file,
             out=args.out,
-            seeds=args.seeds,
+            seeds=args.draws if args.draws is not None else args.seeds,
             seed=args.seed,
             start=args.start,
             end=args.end,
@@ -84,7 +91,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             resume=args.resume,
             csv=args.csv,
+            posterior=args.posterior,
+            exp=exp,
         )
+    if args.draws is not None:
+        raise UserError("--draws needs --posterior DIR (a calibration's output folder)")
     for flag in ("seeds", "workers", "scheduler", "resume"):  # --csv works for both
         if getattr(args, flag) not in (None, False):
             raise UserError(f"--{flag} is for experiment files; {args.file} is a world")
@@ -227,6 +238,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
         exp = load_experiment(args.file, raw=raw)
         print(f"{args.file}: valid experiment ({len(exp.scenarios)} scenarios)")
         return 0
+    if "targets" in raw and "base" in raw:
+        from sim.calibrate.run import prepare
+
+        prep = prepare(args.file)  # spec, target files, base world, parameter ranges
+        n = sum(len(t.periods) for t in prep.targets)
+        print(
+            f"{args.file}: valid calibration spec ({len(prep.spec.parameters)} parameters, "
+            f"{len(prep.targets)} targets, {n} data points)"
+        )
+        return 0
     if "design" in raw or "parameters" in raw and "base" in raw:
         from sim.experiments.spec import base_scenario, load_spec
 
@@ -279,6 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the tables as CSV (runs: timeseries, flows, agents; experiments: "
         "metrics, summary, effects)",
     )
+    r.add_argument(
+        "--posterior",
+        metavar="DIR",
+        help="a calibration's output folder: each seed also draws a parameter set from its "
+        "posterior (a world then runs as an ensemble of --seeds draws, default 8)",
+    )
+    r.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="with --posterior: parameter sets drawn, one per seed (same as --seeds)",
+    )
     r.add_argument("--start", help="first month YYYY-MM")
     r.add_argument("--end", help="last month YYYY-MM")
     r.add_argument(
@@ -319,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_command = None
     if add_command is not None:
         add_command(sub)
+    from sim.calibrate.cli import add_command as add_calibrate
+
+    add_calibrate(sub)
     return p
 
 

@@ -43,7 +43,13 @@ import pandas as pd
 from sim.calendar import parse_month
 from sim.errors import UserError
 from sim.scenario import Scenario
-from sim.world import apply_override, parse_override, read_toml, validate_world
+from sim.world import (
+    apply_calibration,
+    apply_override,
+    parse_override,
+    read_toml,
+    validate_world,
+)
 
 TOP_KEYS = (
     "name",
@@ -195,6 +201,7 @@ def load_experiment(
         else:
             try:
                 world_raw = read_toml(world_path)
+                apply_calibration(world_raw, world_path.parent, file=str(world_path))
             except UserError as exc:
                 problems.append(f"world: {exc}")
     for key in ("start", "end"):
@@ -345,6 +352,8 @@ def run_experiment_file(
     resume: bool = False,
     progress: bool = True,
     csv: bool = False,
+    posterior: str | Path | None = None,
+    exp: Experiment | None = None,
 ) -> int:
     """``ndsim run EXPERIMENT.toml``: a seed ensemble of every scenario, tables, figures, report.
 
@@ -361,6 +370,10 @@ def run_experiment_file(
         resume: Complete an interrupted run from ``OUT.partial``.
         progress: Show a progress bar.
         csv: Also write the metrics, summary and effects tables as CSV.
+        posterior: A calibration's output folder: replicate ``r`` also draws its parameter
+            set ``r`` from the posterior (seeded), so bands show parameter uncertainty too.
+        exp: An already-built experiment (e.g. a world file as one scenario) instead of
+            loading ``path``.
 
     Returns:
         The exit code (0). User errors raise :class:`UserError` before anything is written.
@@ -373,15 +386,22 @@ def run_experiment_file(
                 parse_month(val)
             except ValueError as exc:
                 raise UserError(f"--{key}: {exc}") from None
-    exp = load_experiment(path, overrides=overrides)
+    exp = exp or load_experiment(path, overrides=overrides)
     if start or end:
         exp.scenarios = [sc.with_period(start, end) for sc in exp.scenarios]
     if seed is not None:
         exp.seed = seed
     dest = Path(out or f"runs/{exp.name}")
+    draws = None
+    if posterior is not None:
+        from sim.calibrate.posterior import draw
+
+        seeds = exp.seeds if seeds is None else seeds
+        draws = draw(posterior, seeds, exp.seed)
     s = run_ensemble(
         exp,
         dest,
+        draws=draws,
         seeds=seeds,
         workers=workers,
         scheduler=scheduler,
@@ -389,6 +409,10 @@ def run_experiment_file(
         progress=progress,
         csv=csv,
     )
+    if draws is not None:  # which parameter set each replicate drew
+        from sim.calibrate.posterior import draws_frame
+
+        draws_frame(draws, exp.seed).to_csv(dest / "posterior_draws.csv", index=False)
     print(s.report)
     print(
         f"{exp.name}: {s.n_runs} runs ({len(exp.scenarios)} scenarios x "

@@ -445,6 +445,11 @@ class World(_Strict):
     """A complete world: everything a simulation needs, validated."""
 
     meta: MetaSpec
+    calibration: str | None = Field(
+        None,
+        description="point.toml of `ndsim calibrate` (or its output folder), relative to the "
+        "world file; its values are applied over this file's (sim/calibrate/posterior.py)",
+    )
     calendar: CalendarSpec = Field(default_factory=CalendarSpec)
     market: MarketSpec
     network: NetworkSpec = Field(default_factory=NetworkSpec)
@@ -731,6 +736,55 @@ def _list_item(items: list[Any], part: str, where: str, label: str) -> Any:
     return items[_list_index(items, part, where, label)]
 
 
+# ----------------------------------------------------------------------------------------------
+# Calibrated values by reference: calibration = "path/to/point.toml" (or its folder)
+# ----------------------------------------------------------------------------------------------
+def _point_file(ref: str, base_dir: Path) -> Path:
+    p = Path(ref)
+    p = p if p.is_absolute() else base_dir / p
+    return p / "point.toml" if p.is_dir() else p
+
+
+def calibrated_values(ref: str, base_dir: Path, *, file: str) -> dict[str, Any]:
+    """The ``[values]`` of a calibration's ``point.toml`` (key path -> value).
+
+    Raises:
+        UserError: Naming the world file and the ``calibration`` key when the file is
+            missing or malformed.
+    """
+    path = _point_file(ref, base_dir)
+    if not path.exists():
+        raise UserError(
+            "calibration not found",
+            file=file,
+            problems=[f"calibration: no file {ref!r} (looked at {path}); expected a point.toml "
+                      "written by `ndsim calibrate`, or its output folder"],
+        )  # fmt: skip
+    values = read_toml(path).get("values")
+    if not isinstance(values, dict) or not values:
+        raise UserError(
+            "calibration has no values",
+            file=file,
+            problems=[f'calibration: {path} has no [values] table of "key.path" = value'],
+        )
+    return values
+
+
+def apply_calibration(raw: dict[str, Any], base_dir: Path, *, file: str) -> dict[str, Any]:
+    """Apply the world's ``calibration`` (if any) to ``raw`` in place and return it.
+
+    ``point.toml`` (written by ``ndsim calibrate``) holds ``"key.path" = value`` lines under
+    ``[values]``; they are set like ``--set`` overrides, over the world file's own values and
+    before any ``--set``.
+    """
+    ref = raw.get("calibration")
+    if not isinstance(ref, str) or not ref:
+        return raw  # absent; a non-string is reported by validation
+    for key, value in calibrated_values(ref, base_dir, file=file).items():
+        apply_override(raw, key.split("."), value, label=f"calibration {ref} ({key})")
+    return raw
+
+
 def validate_world(raw: dict[str, Any], *, file: str = "<world>") -> World:
     """Validate a raw world dict, raising :class:`UserError` with every problem listed."""
     try:
@@ -757,6 +811,8 @@ def load_world(
         The validated world and the resolved raw dict (after overrides).
     """
     data = copy.deepcopy(raw) if raw is not None else read_toml(path)
+    if Path(path).is_file():  # a world file: its `calibration`, if any, comes before --set
+        apply_calibration(data, Path(path).parent, file=str(path))
     for text in overrides or []:
         keys, value = parse_override(text)
         apply_override(data, keys, value, label=f"--set {text}")

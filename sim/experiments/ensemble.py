@@ -49,6 +49,7 @@ class EnsembleContext:
     scenarios: dict[str, Scenario]
     report: dict[str, Any]
     full_results_replicate: int = 0
+    draws: tuple[tuple[str, ...], ...] = ()  # per replicate: posterior draw as overrides
 
 
 def execute_replicate(
@@ -69,7 +70,8 @@ def execute_replicate(
     out: dict[str, Any] = {"row": row, "metrics": {}, "series": None, "results": None}
     t0 = time.perf_counter()
     try:
-        res = ctx.scenarios[name].run(seed)
+        sc = ctx.scenarios[name]
+        res = (sc.with_overrides(ctx.draws[rep]) if ctx.draws else sc).run(seed)
         res.manifest["replicate"] = rep
         out["metrics"] = scenario_metrics(res, ctx.report)
         out["series"] = figure_series(res, ctx.report)
@@ -200,10 +202,12 @@ class EnsembleSummary:
     report: str
 
 
-def fingerprint(exp: Any, n_seeds: int, seed0: int) -> str:
-    """Hash of everything that decides the runs (scenarios, period, seeds, report settings)."""
+def fingerprint(exp: Any, n_seeds: int, seed0: int, draws: Any = ()) -> str:
+    """Hash of everything that decides the runs (scenarios, period, seeds, report, draws)."""
     parts = [[sc.name, sc.fingerprint()] for sc in exp.scenarios]
-    text = json.dumps([parts, n_seeds, seed0, exp.report], sort_keys=True, default=str)
+    extra = [list(d) for d in draws]
+    text = json.dumps([parts, n_seeds, seed0, exp.report, *([extra] if extra else [])],
+                      sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -217,6 +221,7 @@ def run_ensemble(
     resume: bool = False,
     progress: bool = True,
     csv: bool = False,
+    draws: list[list[str]] | None = None,
 ) -> EnsembleSummary:
     """Run every scenario of ``exp`` on ``seeds`` seeds and write tables, figures and report.
 
@@ -229,6 +234,9 @@ def run_ensemble(
         resume: Continue an interrupted ensemble from ``out.partial``.
         progress: Show a progress bar on stderr.
         csv: Also write ``metrics.csv``, ``summary.csv`` and ``effects.csv``.
+        draws: Per replicate, ``key.path=value`` overrides (a posterior draw,
+            :func:`sim.calibrate.posterior.draw`); replicate ``r`` of every scenario uses
+            draw ``r``.
 
     Raises:
         UserError: If ``out.partial`` holds another ensemble, or ``--resume`` finds none.
@@ -240,7 +248,10 @@ def run_ensemble(
         raise UserError(f"--seeds {n_seeds}: expected a positive number of seeds")
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
-    key = fingerprint(exp, n_seeds, exp.seed)
+    draws_t = tuple(tuple(d) for d in draws or ())
+    if draws_t and len(draws_t) != n_seeds:
+        raise UserError(f"{len(draws_t)} posterior draws for {n_seeds} seeds: expected one each")
+    key = fingerprint(exp, n_seeds, exp.seed, draws_t)
     info_path = partial / "ensemble.json"
     if partial.exists():
         old = json.loads(info_path.read_text()).get("fingerprint") if info_path.exists() else None
@@ -266,7 +277,7 @@ def run_ensemble(
     # run_id = replicate * S + scenario index: replicate 0 of every scenario comes first
     todo = [rid for rid in range(n_seeds * S) if rid not in done]
     ctx = EnsembleContext(
-        key=key, scenarios={sc.name: sc for sc in exp.scenarios}, report=exp.report
+        key=key, scenarios={sc.name: sc for sc in exp.scenarios}, report=exp.report, draws=draws_t
     )
 
     def tasks() -> Iterator[tuple[int, int, dict[str, Any]]]:

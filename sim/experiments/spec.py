@@ -374,14 +374,19 @@ def base_scenario(spec: SweepSpec, base_path: Path, *, spec_path: str | Path = "
     return sc
 
 
-def _spec_hint(line: str) -> str:
-    """``format_validation_error`` looks keys up in the world schema; redo hints for specs."""
+def _spec_hint(line: str, root: type[BaseModel] | None = None) -> str:
+    """``format_validation_error`` looks keys up in the world schema; redo hints for specs.
+
+    Args:
+        line: One ``key.path: message`` line.
+        root: The spec's schema (default: :class:`SweepSpec`).
+    """
     path, _, msg = line.partition(": ")
     if not msg.startswith("unknown key"):
         return line
     import difflib
 
-    model = _spec_model_at(path)
+    model = _spec_model_at(path, root or SweepSpec)
     key = path.rsplit(".", 1)[-1]
     if model is None:
         return f"{path}: unknown key"
@@ -392,11 +397,11 @@ def _spec_hint(line: str) -> str:
     return f"{path}: unknown key; valid keys: {', '.join(model.model_fields)}"
 
 
-def _spec_model_at(path: str) -> type[BaseModel] | None:
+def _spec_model_at(path: str, root: type[BaseModel]) -> type[BaseModel] | None:
     import re
 
     parts = [p for p in re.split(r"\.|\[\d+\]", path) if p][:-1]
-    model: Any = SweepSpec
+    model: Any = root
     for part in parts:
         field = model.model_fields.get(part)
         if field is None:
