@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -25,12 +23,8 @@ from pydantic import (
 )
 
 from sim.errors import UserError
-from sim.experiments.spec import BaseSpec, Name, _spec_hint
+from sim.experiments.spec import BaseSpec, Name, _spec_hint, _Strict
 from sim.world import Month, Region, format_validation_error, read_toml
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class PriorSpec(_Strict):
