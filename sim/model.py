@@ -11,6 +11,7 @@ from sim import payments
 from sim.agents import OEM, Converter, Mine, Recycler
 from sim.build import assemble
 from sim.calendar import parse_month
+from sim.deferral import defer_orders
 from sim.expectations import update_expectations
 from sim.finance import complete, invest, settle, track_risk
 from sim.ledger import Capacity, Delivery, Transfer, stocks_now, tally_ndpr, tonnes_by_product
@@ -160,6 +161,7 @@ class SupplyChainModel(mesa.Model):
         if self.recorder is not None:  # NdPr flows are only counted for the record
             self.ndpr = tally_ndpr(self)
         self.place_orders()
+        defer_orders(self)  # postpone purchases announced to cost less (sim.deferral)
         self.trade()
         self.pay_for_trade()
         self.post(self.policies.after_trade(self))
@@ -241,6 +243,7 @@ class SupplyChainModel(mesa.Model):
         normal[oem] = s.target_cover[oem]
         s.cover_months[:] = normal * (1.0 + s.risk)
         self.precautionary_target_t = use * normal * s.risk  # stock wanted above normal cover
+        self.expected_use_t = use
         # supply line at order time: shipments of the last (lead - 1) months are in transit
         target = use * (s.cover_months + np.maximum(s.lead_mean - 1.0, 0.0))
         self.orders = np.maximum(

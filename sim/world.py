@@ -146,6 +146,11 @@ class TariffSpec(_Strict):
     rate: NonNeg
     start: Month | None = None
     end: Month | None = None
+    announced: Month | None = Field(
+        None,
+        description="month the rule (rate, start and end) became known to buyers, who then "
+        "expect the changes it brings (sim/deferral.py); None: its start and end surprise them",
+    )
     source: str = ""
 
     @field_validator("from_regions", mode="before")
@@ -289,6 +294,11 @@ class BehaviourSpec(_Strict):
     precaution_max_extra_cover: NonNeg = Field(
         2.0,
         description="most extra cover a scare adds, x normal cover (risk saturates there; ODD 7.5)",
+    )
+    deferral_safety_cover_months: NonNeg = Field(
+        0.5,
+        description="months of use a buyer keeps (beyond its supply line) while it postpones "
+        "purchases expected to cost less next month (sim/deferral.py; ODD 7.2)",
     )
     precaution_controls_weight: NonNeg = Field(
         0.5,

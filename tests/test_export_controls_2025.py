@@ -8,22 +8,38 @@ are processed. Licence draws make single runs noisy, so the checks use a 4-seed 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from sim.calendar import parse_month
+from sim.network import P
 from sim.scenarios import domestic_exports, load_experiment, run_experiment
 from tests.conftest import ROOT
 
 SEEDS = range(4)
 
 
+def _experiment():
+    return load_experiment(ROOT / "experiments" / "export_controls_2025.toml")
+
+
 @functools.cache
 def _runs(seed: int):
-    exp = load_experiment(ROOT / "experiments" / "export_controls_2025.toml")
-    return run_experiment(exp, seed=seed)
+    return run_experiment(_experiment(), seed=seed)
+
+
+def _unannounced(scenario):
+    """The scenario with every tariff unannounced: buyers foresee no tariff change."""
+    raw = copy.deepcopy(scenario.world_raw)
+    for gov in raw["governments"]:
+        for rule in gov.get("tariffs", []):
+            rule.pop("announced", None)
+    return dataclasses.replace(scenario, world_raw=raw)
 
 
 def _exports(res, month, to=None):
@@ -65,9 +81,11 @@ def test_first_full_month(scenario):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 8, open: US May 2025 exports fall ~80 % y/y against <= -85 % (reported -93 %); "
-    "US importers postponing purchases while the 145 %/80 % tariffs were expected to fall is not "
-    "modelled, and the sector exemption shares (assumptions) let the exempt volumes through",
+    reason="issue 8, open: US May 2025 exports fall ~79 % y/y (4-seed mean; 8 seeds ~82 %) "
+    "against <= -85 % (reported -93 %). Importers postponing purchases ahead of the announced "
+    "Geneva tariff cut (sim/deferral.py) took ~6 points off; what is left is the exempt share "
+    "of each sector's flow (assumptions) that US buyers short of stock still take, and the odd "
+    "seed whose first US licences clear within a month (seed 0: -62 %)",
 )
 def test_first_full_month_to_the_usa():
     runs = [_runs(s)["controls"] for s in SEEDS]
@@ -80,10 +98,12 @@ def test_first_full_month_to_the_usa():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 8, open: the 2025 controls did not cover NdPr oxide and the model has no "
-    "preference for China-free supply (DFARS, offtake floors), so no ex-China oxide premium "
-    "emerges; reported: Chinese NdPr oxide ~55-85 USD/kg in 2025 against the US offtake floor "
-    "of 110 (MP-DOD-FLOOR)",
+    reason="issue 8, open, and at odds with the data: no ex-China NdPr oxide market premium "
+    "emerges (model ~+1 %, transport). The reported market prices show none either: ex-China "
+    "~0.95 x China in July 2025 (BMI-EXCN-2025-07, NDPR-CN-2025-07) and Argus Europe 83.8 in "
+    "September against China ~88 in August (ARGUS-EU-NDPR-2025-09, NDPR-2025). The 110 USD/kg "
+    "(MP-DOD-FLOOR) is a contract floor paid to MP by the DoD, a price received, not a market "
+    "price; a mechanism lifting the index 25 % above China would miss both data points",
 )
 def test_ex_china_oxide_price_well_above_china_during_the_controls():
     runs = [_runs(s)["controls"] for s in SEEDS]
@@ -113,3 +133,40 @@ def test_licences_restore_exports_and_leave_shortages_abroad():
             for s in SEEDS
         ]
         assert np.mean(caused) > 0, region
+
+
+def test_tariff_outlook_follows_announcements():
+    """Buyers expect a tariff change only once it is announced (sim/policies/tariffs.py)."""
+    model = _experiment().scenario("baseline").build_model(0, record=False)
+    links, regions = model.links, list(model.nodes.regions)
+    us_cn = (model.nodes.region[links.dst] == regions.index("usa")) & (
+        model.nodes.region[links.src] == regions.index("china")
+    )
+    us_cn &= links.product == P["magnet"]
+    assert us_cn.any()
+    expected = {
+        "2025-03": 0.0,  # the 145 % of April surprised everyone
+        "2025-04": 0.0,  # its end was not announced until Geneva (12 May)
+        "2025-05": 0.30 - 0.80,  # Geneva: 30 % from June known in May
+        "2025-10": 0.0,  # the November cut was announced on 1 Nov
+        "2025-12": 0.45 - 0.20,  # the Section 301 rise, announced in September 2024
+    }
+    for month, change in expected.items():
+        model.month_abs = parse_month(month)
+        outlook = model.policies.tariff_outlook(model)
+        assert outlook[us_cn] == pytest.approx(change), month
+        assert not outlook[~us_cn].any(), month
+
+
+def test_announced_tariff_cut_defers_us_purchases():
+    """Deferral (sim/deferral.py) against its counterfactual: the same seeds, same controls,
+    with the Geneva cut unannounced. Importers who know the tariff falls from 80 % (May blend)
+    to 30 % in June postpone what their stock covers: US May imports fall further; nothing
+    changes before the announcement."""
+    sc = _experiment().scenario("controls")
+    for seed in SEEDS:
+        known = _runs(seed)["controls"]
+        blind = _unannounced(sc).run(seed)
+        for month in ("2025-03-01", "2025-04-01"):
+            assert _exports(known, month, "usa") == pytest.approx(_exports(blind, month, "usa"))
+        assert _exports(known, "2025-05-01", "usa") < 0.9 * _exports(blind, "2025-05-01", "usa")

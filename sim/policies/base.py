@@ -85,6 +85,10 @@ class Instrument:
         """This month's cut in firms' planning cost, USD/kg output per node (None: none)."""
         return None
 
+    def tariff_outlook(self, model: SupplyChainModel) -> np.ndarray | None:
+        """Next month's ad valorem tariff as buyers expect it, less this month's, per link."""
+        return None
+
     def gap_loans(
         self, model: SupplyChainModel, firms: np.ndarray, gap_usd: np.ndarray, pays: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -171,14 +175,22 @@ class PolicySet:
             effects += ins.after_trade(model) or []
         return effects
 
+    def _sum(self, hook: str, model: SupplyChainModel, n: int) -> np.ndarray:
+        """Sum of an array hook over the instruments (``None``: no contribution)."""
+        total = np.zeros(n)
+        for ins in self.instruments:
+            part = getattr(ins, hook)(model)
+            if part is not None:
+                total += part
+        return total
+
     def cost_cut(self, model: SupplyChainModel) -> np.ndarray:
         """Sum of the instruments' planning-cost cuts per node (USD/kg output)."""
-        cut = np.zeros(model.nodes.n)
-        for ins in self.instruments:
-            c = ins.cost_cut(model)
-            if c is not None:
-                cut += c
-        return cut
+        return self._sum("cost_cut", model, model.nodes.n)
+
+    def tariff_outlook(self, model: SupplyChainModel) -> np.ndarray:
+        """Expected change of each link's tariff next month (announced changes only)."""
+        return self._sum("tariff_outlook", model, model.links.n)
 
     def gap_loans(
         self, model: SupplyChainModel, firms: np.ndarray, gap_usd: np.ndarray, pays: np.ndarray
