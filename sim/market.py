@@ -62,7 +62,7 @@ REROUTE_ROUNDS = 4
 def _spread(links: Links, weight: np.ndarray, amount_by_buyer: np.ndarray, n: int) -> np.ndarray:
     """Split each buyer's amount over its links in proportion to ``weight`` (``>= 0``)."""
     total = np.bincount(links.dst, weight, minlength=n)[links.dst]
-    share = np.divide(weight, total, out=np.zeros_like(weight), where=total > 0)
+    share = np.divide(weight, total, out=np.zeros(weight.size), where=total > 0)
     return share * amount_by_buyer[links.dst]
 
 
@@ -200,6 +200,8 @@ def _reroute(
         keep = np.flatnonzero(
             (unmet_b[dst] > 0) & (left_s[slot] > 1e-12) & (room > 1e-12) & (weight > 0)
         )
+        if keep.size == 0:
+            break  # nothing more can be placed
         eligible = keep if eligible is None else eligible[keep]
         dst, slot, w2, room = dst[keep], slot[keep], weight[keep], room[keep]
         total = np.bincount(dst, w2, minlength=n)[dst]
