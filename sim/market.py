@@ -116,9 +116,8 @@ def clear(
     offer = offer_slot_t[slot_ids]
     open_ = (terms.cap_t > 0) & (offer[slot] > 1e-9)
     rel_open = np.where(open_, rel, np.inf)
-    seg_min = np.minimum.reduceat(rel_open, links.seg_start)
-    best = np.empty(n)
-    best[links.seg_buyer] = seg_min
+    best = np.full(n, np.inf)  # each buyer's cheapest link (a minimum: exact in any order)
+    np.minimum.at(best, links.dst, rel_open)
     w = np.where(open_, np.exp(-price_sensitivity * np.maximum(rel - best[links.dst], 0.0)), 0.0)
 
     # round 1
