@@ -64,7 +64,7 @@ class Links:
         lead_months: Months in transit.
         transport_usd_per_kg: Transport cost per kg.
         international: Whether the link crosses a region border.
-        seg_start: Start of each buyer's run of links (for ``np.minimum.reduceat``).
+        seg_start: Start of each buyer's run of links.
         seg_buyer: The buyer of each run.
         offer_slots: The offer slots links sell from, sorted, and each link's position in them
             (market clearing works over these, not over every node x product slot).
