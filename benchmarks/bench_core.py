@@ -115,6 +115,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "core.md"))
     args = ap.parse_args()
     repeats = 3 if args.quick else 15
+    load_before = os.getloadavg()[0]  # a shared machine's load inflates wall and CPU times
     base = bench_baseline(repeats)
     sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
     synth = {n: bench_synthetic(n, 12) for n in sizes}
@@ -123,7 +124,9 @@ def main() -> None:
         "",
         f"Command: `python benchmarks/bench_core.py{' --quick' if args.quick else ''}`  ",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}",
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}, "
+        f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after the runs "
+        "(steadier: `benchmarks/results/instructions.md`)",
         "",
         "## Baseline world, 2024-01..2040-12",
         "",

@@ -4,6 +4,7 @@ not depend on what else the machine is running. Not a test: it reports a number.
 Usage::
 
     python benchmarks/bench_instructions.py          # needs valgrind (apt-get install valgrind)
+                                                     # writes benchmarks/results/instructions.md
 
 Builds the baseline world's model (seed 0, spin-up included) outside the count, then counts the
 instructions of ``model.run()`` (2024-01..2040-12, recording on, as ``bench_core.py`` times it).
@@ -13,10 +14,14 @@ about 1 %, so it shows whether a change made the simulation do less work. A minu
 
 from __future__ import annotations
 
+import argparse
 import os
+import platform
 import re
 import subprocess
 import sys
+import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +46,9 @@ def main() -> None:
     if os.environ.get(CHILD):
         count_in_child()
         return
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "instructions.md"))
+    args = ap.parse_args()
     cmd = [
         "valgrind",
         "--tool=callgrind",
@@ -59,7 +67,17 @@ def main() -> None:
     if found is None:
         sys.exit(f"bench_instructions: no count in valgrind's output:\n{out.stderr[-2000:]}")
     millions = int(found.group(1)) / 1e6
-    print(f"baseline simulation (seed 0, 204 months): {millions:,.0f} M instructions")
+    line = f"baseline simulation (seed 0, 204 months): {millions:,.0f} M instructions"
+    Path(args.out).write_text(
+        "# Instructions of the baseline simulation\n\n"
+        "Command: `python benchmarks/bench_instructions.py`  \n"
+        f"Python {platform.python_version()}, numpy {version('numpy')}, "
+        f"{time.strftime('%Y-%m-%d')}\n\n"
+        f"{line}\n\n"
+        "Counted by valgrind (callgrind) over `model.run()` only; unlike wall time it hardly "
+        "depends on what else the machine runs.\n"
+    )
+    print(line)
 
 
 if __name__ == "__main__":

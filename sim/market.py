@@ -60,11 +60,9 @@ REROUTE_ROUNDS = 4
 
 
 def _spread(links: Links, weight: np.ndarray, amount_by_buyer: np.ndarray, n: int) -> np.ndarray:
-    """Split each buyer's amount over its links in proportion to ``weight``."""
-    total = np.bincount(links.dst, weight, minlength=n)
-    share = np.divide(
-        weight, total[links.dst], out=np.zeros_like(weight), where=total[links.dst] > 0
-    )
+    """Split each buyer's amount over its links in proportion to ``weight`` (``>= 0``)."""
+    total = np.bincount(links.dst, weight, minlength=n)[links.dst]
+    share = np.divide(weight, total, out=np.zeros(weight.size), where=total > 0)
     return share * amount_by_buyer[links.dst]
 
 
@@ -114,40 +112,26 @@ def clear(
     cap_t = np.minimum(terms.cap_t, qualified_t)
     rel = landed / ref_price_usd_per_kg[links.product]
     # buyers order from sellers in business (with goods to sell) over links a policy leaves open
-    open_ = (terms.cap_t > 0) & (offer_slot_t[links.slot] > 1e-9)
+    slot_ids, slot = links.offer_slots  # the slots links sell from; each link's among them
+    offer = offer_slot_t[slot_ids]
+    open_ = (terms.cap_t > 0) & (offer[slot] > 1e-9)
     rel_open = np.where(open_, rel, np.inf)
-    seg_min = np.minimum.reduceat(rel_open, links.seg_start)
-    best = np.empty(n)
-    best[links.seg_buyer] = seg_min
+    best = np.full(n, np.inf)  # each buyer's cheapest link (a minimum: exact in any order)
+    np.minimum.at(best, links.dst, rel_open)
     w = np.where(open_, np.exp(-price_sensitivity * np.maximum(rel - best[links.dst], 0.0)), 0.0)
 
     # round 1
     wanted = _spread(links, w, orders_t, n)
     want = np.minimum(wanted, cap_t)
-    offered = np.bincount(links.slot, want, minlength=n_slots)
-    fill = np.divide(offer_slot_t, offered, out=np.ones(n_slots), where=offered > 1e-12)
+    offered = np.bincount(slot, want, minlength=slot_ids.size)
+    fill = np.divide(offer, offered, out=np.ones(slot_ids.size), where=offered > 1e-12)
     np.minimum(fill, 1.0, out=fill)
-    ship = want * fill[links.slot]
+    ship = want * fill[slot]
 
     # re-routing rounds: unmet orders go to sellers with stock left, within link caps, by the
     # same weights, until nothing more can be placed (or REROUTE_ROUNDS passes)
-    sold = np.bincount(links.slot, ship, minlength=n_slots)
-    for _ in range(REROUTE_ROUNDS):
-        got = np.bincount(links.dst, ship, minlength=n)
-        unmet = np.maximum(orders_t - got, 0.0)
-        left = np.maximum(offer_slot_t - sold, 0.0)
-        room = np.maximum(cap_t - ship, 0.0)
-        w2 = w * (left[links.slot] > 1e-12) * (room > 1e-12)
-        want2 = np.minimum(_spread(links, w2, unmet, n), room)
-        demand2 = np.bincount(links.slot, want2, minlength=n_slots)
-        fill2 = np.divide(left, demand2, out=np.ones(n_slots), where=demand2 > 1e-12)
-        np.minimum(fill2, 1.0, out=fill2)
-        ship2 = want2 * fill2[links.slot]
-        placed = ship2.sum()
-        ship = ship + ship2
-        sold = sold + np.bincount(links.slot, ship2, minlength=n_slots)
-        if placed <= 1e-9 * max(orders_t.sum(), 1.0):
-            break
+    sold = np.bincount(slot, ship, minlength=slot_ids.size)
+    _reroute(links.dst, slot, orders_t, offer, cap_t, w, ship, sold)
     received = np.bincount(links.dst, ship, minlength=n)
     # orders still unmet are demand for the sellers the buyer wanted but did not get enough
     # from (qualification limits included); what a policy cap blocks seeks the other open
@@ -166,11 +150,70 @@ def clear(
         duty_usd_per_kg=duty,
         transport_usd_per_kg=transport,
         wanted_t=wanted,
-        demand_slot_t=sold + np.bincount(links.slot, unmet_link, minlength=n_slots),
-        offered_slot_t=offered,
-        sold_slot_t=sold,
+        demand_slot_t=_by_slot(
+            sold + np.bincount(slot, unmet_link, minlength=slot_ids.size), slot_ids, n_slots
+        ),
+        offered_slot_t=_by_slot(offered, slot_ids, n_slots),
+        sold_slot_t=_by_slot(sold, slot_ids, n_slots),
         received_order_t=received,
     )
+
+
+def _by_slot(values: np.ndarray, slot_ids: np.ndarray, n_slots: int) -> np.ndarray:
+    """Values of the slots links sell from, spread to all ``n_slots`` slots (zero elsewhere)."""
+    out = np.zeros(n_slots)
+    out[slot_ids] = values
+    return out
+
+
+def _reroute(
+    links_dst: np.ndarray,
+    links_slot: np.ndarray,
+    orders_t: np.ndarray,
+    offer_t: np.ndarray,
+    cap_t: np.ndarray,
+    w: np.ndarray,
+    ship: np.ndarray,
+    sold: np.ndarray,
+) -> None:
+    """Re-routing rounds of :func:`clear`: add to ``ship`` (per link) and ``sold`` (per slot).
+
+    A round splits each buyer's unmet orders over its links whose seller has stock left
+    (``offer_t - sold``, per slot) and whose cap leaves room (weights ``w``), sellers fill pro
+    rata. Unmet orders, stock left and room only shrink from round to round, so each round
+    works on the links still eligible after the previous one (all links at first): the
+    arithmetic per link and per slot is that of a pass over all links, where the others would
+    add exact zeros.
+    """
+    n, n_slots, n_links = orders_t.size, sold.size, w.size
+    dst, slot, eligible = links_dst, links_slot, None  # None: all links
+    stop = 1e-9 * max(orders_t.sum(), 1.0)
+    for _ in range(REROUTE_ROUNDS):
+        unmet_b = np.maximum(orders_t - np.bincount(links_dst, ship, minlength=n), 0.0)
+        left_s = np.maximum(offer_t - sold, 0.0)
+        cap, shipped, weight = (
+            (cap_t, ship, w) if eligible is None else (cap_t[eligible], ship[eligible], w[eligible])
+        )
+        room = np.maximum(cap - shipped, 0.0)
+        # eligible: weight (w2 = w * stock left * room) > 0 and the buyer's orders unmet
+        keep = np.flatnonzero(
+            (unmet_b[dst] > 0) & (left_s[slot] > 1e-12) & (room > 1e-12) & (weight > 0)
+        )
+        if keep.size == 0:
+            break  # nothing more can be placed
+        eligible = keep if eligible is None else eligible[keep]
+        dst, slot, w2, room = dst[keep], slot[keep], weight[keep], room[keep]
+        total = np.bincount(dst, w2, minlength=n)[dst]
+        want2 = np.minimum(w2 / total * unmet_b[dst], room)
+        demand2 = np.bincount(slot, want2, minlength=n_slots)[slot]
+        fill2 = np.divide(left_s[slot], demand2, out=np.ones(slot.size), where=demand2 > 1e-12)
+        ship2 = want2 * np.minimum(fill2, 1.0)
+        placed = np.zeros(n_links)  # summed in link order, as in a pass over all links
+        placed[eligible] = ship2
+        ship[eligible] += ship2
+        sold += np.bincount(slot, ship2, minlength=n_slots)
+        if placed.sum() <= stop:
+            break
 
 
 def slot_index(node: np.ndarray, product: int | np.ndarray) -> np.ndarray:

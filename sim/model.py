@@ -215,9 +215,9 @@ class SupplyChainModel(mesa.Model):
                     s.sales_ema[node, out], s.cap[node] / 12.0 * s.run_rate[node]
                 )
             self.capacity_added.append((self.month_abs, node, delta, origin))
-        firms = self.idx["firm"]
-        s.outage_left[firms] = np.maximum(s.outage_left[firms] - 1, 0)
-        s.outage_factor[firms] = np.where(s.outage_left[firms] > 0, s.outage_factor[firms], 1.0)
+        firms, span = self.idx["firm"], self.firm_span  # span: a slice when firms are contiguous
+        s.outage_left[span] = np.maximum(s.outage_left[span] - 1, 0)
+        s.outage_factor[span] = np.where(s.outage_left[span] > 0, s.outage_factor[span], 1.0)
         hit = self.rng_outages.random(firms.size) < b.outage_probability_per_month
         if hit.any():
             who = firms[hit]
@@ -257,7 +257,8 @@ class SupplyChainModel(mesa.Model):
         links = self.links
         # supplier qualification: a link carries at most its established share of the
         # buyer's orders plus `new_supplier_share` (switching suppliers takes time)
-        qualified = (self.relationship + b.new_supplier_share) * self.orders[links.dst]
+        orders_link = self.orders[links.dst]
+        qualified = (self.relationship + b.new_supplier_share) * orders_link
         if links.n:  # the border rent on links under a binding export cap (sim.prices)
             self.link_rent = border_rent(self)
         c = clear(
@@ -278,7 +279,8 @@ class SupplyChainModel(mesa.Model):
             return
         delay = self.rng_shipping.random(links.n) < b.shipping_delay_probability
         arrive = (self.tau + links.lead_months + delay) % self.horizon
-        self.transit[arrive, self._link_range] += c.shipped_t  # (row, link) pairs are unique
+        at = arrive * links.n + self._link_range  # (row, link) in the raveled ring: unique
+        self.transit.reshape(-1)[at] += c.shipped_t
         got = np.bincount(links.dst, c.shipped_t, minlength=self.nodes.n)
         s.pipeline += got
         paid = np.bincount(links.dst, c.shipped_t * c.landed_usd_per_kg, minlength=self.nodes.n)
@@ -288,10 +290,9 @@ class SupplyChainModel(mesa.Model):
         s.buy_price_ema[has] = (1 - a) * s.buy_price_ema[has] + a * paid[has] / got[has]
         s.lead_mean[has] = (1 - a) * s.lead_mean[has] + a * lead[has] / got[has]
         # a link a policy closes keeps its share: qualification is not lost in a halt
-        ordered = (self.orders[links.dst] > 1e-12) & (self.policies.terms.cap_t > 0)
-        share = np.divide(
-            c.shipped_t, got[links.dst], out=np.zeros(links.n), where=got[links.dst] > 1e-12
-        )
+        ordered = (orders_link > 1e-12) & (self.policies.terms.cap_t > 0)
+        got_link = got[links.dst]
+        share = np.divide(c.shipped_t, got_link, out=np.zeros(links.n), where=got_link > 1e-12)
         r = b.relationship_smoothing
         self.relationship = np.where(
             ordered, (1 - r) * self.relationship + r * share, self.relationship

@@ -7,6 +7,7 @@ numpy arrays of :class:`Links`, rebuilt only when the topology changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import networkx as nx
 import numpy as np
@@ -63,8 +64,10 @@ class Links:
         lead_months: Months in transit.
         transport_usd_per_kg: Transport cost per kg.
         international: Whether the link crosses a region border.
-        seg_start: Start of each buyer's run of links (for ``np.minimum.reduceat``).
+        seg_start: Start of each buyer's run of links.
         seg_buyer: The buyer of each run.
+        offer_slots: The offer slots links sell from, sorted, and each link's position in them
+            (market clearing works over these, not over every node x product slot).
     """
 
     src: np.ndarray
@@ -81,6 +84,11 @@ class Links:
     def n(self) -> int:
         """Number of links."""
         return int(self.src.size)
+
+    @cached_property
+    def offer_slots(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct offer slots of the links (sorted) and each link's index into them."""
+        return np.unique(self.slot, return_inverse=True)
 
 
 def make_links(

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 EXCESS_DEMAND_EPS = 0.05
 """Regularises ``log(D / S)`` when demand or supply is zero: 5 % of the seller's normal sales."""
 
+_OTHER_MARKET = np.roll(np.arange(2 * NP), NP)
+"""For each market key (location x product), the key of the other location's market."""
+
 
 def supply_share(
     model: SupplyChainModel, idx: np.ndarray, price: np.ndarray
@@ -42,7 +45,7 @@ def supply_share(
     rel = np.divide(price, cost * s.normal_rel[idx], out=np.ones(idx.size), where=cost > 0)
     k = model.supply_elasticity[idx]
     spare = (1.0 - s.u0[idx]) * np.power(np.maximum(rel, 1e-12), -k)
-    u = np.clip(1.0 - spare, 0.0, 1.0)
+    u = np.minimum(np.maximum(1.0 - spare, 0.0), 1.0)  # np.clip's values, at less call cost
     e = np.divide(k * np.minimum(spare, 1.0), u, out=np.zeros(idx.size), where=u > 1e-9)
     return u, e
 
@@ -61,7 +64,7 @@ def price_index(model: SupplyChainModel) -> tuple[np.ndarray, np.ndarray]:
         had orders).
     """
     c, links = model.clearing, model.links
-    last = np.stack(model.price_index)
+    last = np.array(model.price_index)
     if links.n == 0:
         return last[0], last[1]
     now = c.price_usd_per_kg + c.transport_usd_per_kg
@@ -158,7 +161,7 @@ def _market_step(
     gap_m = np.log(np.divide(d_m, s_m, out=np.ones(2 * NP), where=(s_m > 0) & (d_m > 0)))
     # buyers switch to the other market's spare supply over the links a policy leaves open:
     # demand there is more elastic
-    other = np.roll(np.arange(2 * NP), NP)
+    other = _OTHER_MARKET
     spare = np.maximum(s_m[other] - d_m[other], 0.0)
     switch = np.minimum(np.divide(spare, d_m, out=np.zeros(2 * NP), where=d_m > 0), 1.0)
     switch *= _reach(model)
