@@ -109,3 +109,35 @@ def test_run_world_with_posterior_gives_each_seed_a_drawn_parameter_set(tmp_path
     cap = ts[(ts["metric"] == "capacity_t_per_yr") & (ts["product"] == "concentrate")
              & (ts["region"] == "usa")]["value"]  # fmt: skip
     assert cap.iloc[0] == draws["mines.usa_mine.capacity_t_per_yr"].iloc[0] != 40000.0
+
+
+ROOT = Path(__file__).resolve().parents[1]
+HISTORY_FIT = ROOT / "models" / "calibrated" / "calibrate_history"
+
+
+def test_sobol_study_samples_the_posterior_ranges_of_the_calibrated_parameters():
+    """sweep_baseline_sobol.toml's calibrated parameters span the posterior's 5-95 % range."""
+    from sim.calibrate.posterior import posterior_ranges
+    from sim.experiments.spec import load_spec
+
+    spec, _ = load_spec(ROOT / "experiments" / "sweep_baseline_sobol.toml")
+    ranges = posterior_ranges(HISTORY_FIT)
+    by_path = {p.path: p for p in spec.parameters}
+    assert set(ranges) <= set(by_path), "every calibrated parameter is in the study"
+    for path, (lo, hi) in ranges.items():
+        p = by_path[path]
+        assert (p.low, p.high) == (float(f"{lo:.3g}"), float(f"{hi:.3g}")), path
+
+
+def test_history_world_uses_the_committed_calibration():
+    """models/history_2020.toml runs with the point estimate of its calibration."""
+    import tomllib
+
+    from sim.world import load_world
+
+    point = tomllib.loads((HISTORY_FIT / "point.toml").read_text())["values"]
+    world, _ = load_world(ROOT / "models" / "history_2020.toml")
+    b = world.behaviour
+    assert b.price_discovery_months == point["behaviour.price_discovery_months"]
+    assert b.supply_elasticity["separator"] == point["behaviour.supply_elasticity.separator"]
+    assert b.precaution_momentum_weight == point["behaviour.precaution_momentum_weight"]

@@ -76,3 +76,22 @@ def world_experiment(path: str | Path, overrides: list[str] | None = None) -> An
         world_path=Path(path),
         scenarios=[sc],
     )
+
+
+def posterior_ranges(folder: str | Path, q: float = 0.05) -> dict[str, tuple[float, float]]:
+    """The weighted ``q`` and ``1 - q`` quantiles of each parameter, by key path.
+
+    Sensitivity designs over "the calibrated priors" sample these ranges
+    (``experiments/sweep_baseline_sobol.toml``).
+    """
+    from sim.calibrate.report import weighted_quantile
+
+    post, paths = load_posterior(folder)
+    w = post["weight"].to_numpy(float)
+    return {
+        path: (
+            weighted_quantile(post[col].to_numpy(), w, q),
+            weighted_quantile(post[col].to_numpy(), w, 1.0 - q),
+        )
+        for col, path in paths.items()
+    }
