@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from sim.calibrate.simulate import SimContext, nan_stats, simulate
-from sim.calibrate.spec import TargetSpec, load_target_spec
+from sim.calibrate.spec import CalibrationSpec, TargetSpec, load_target_spec
 from sim.calibrate.targets import TargetData, check_window, load_target
 from sim.errors import UserError
 from sim.experiments.spec import BaseSpec, Name, _Strict
@@ -93,10 +93,7 @@ class HoldoutSpec(_Strict):
             raise ValueError(f"target name(s) used twice: {dup}")
         return self
 
-    def fingerprint(self) -> str:
-        """A hash of everything that decides the runs (not the description)."""
-        d = self.model_dump(mode="json", exclude={"description"})
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+    fingerprint = CalibrationSpec.fingerprint  # everything that decides the runs
 
 
 # ----------------------------------------------------------------------------------- prepare
