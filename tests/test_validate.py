@@ -8,6 +8,11 @@ can be checked in the simulated values themselves.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +128,8 @@ def small_run(tmp_path_factory):
 
 
 def test_small_run_writes_tidy_predictions_errors_report_and_figures(small_run):
-    d, _ = small_run
+    d, spec = small_run
+    assert main(["validate", str(spec)]) == 0  # checks the spec, runs nothing
     out = d / "out"
     pred = pd.read_parquet(out / "predictions.parquet")
     assert list(pred.columns) == ["draw", "seed", "target", "period", "unit", "value"]
@@ -181,6 +187,25 @@ def test_other_seed_gives_other_draws(tmp_path, small_run):
     (tmp_path / "licence" / "point.toml").write_text((d / "licence" / "point.toml").read_text())
     b = prepare(other).draws
     assert [x.seed for x in a] != [x.seed for x in b]
+
+
+def test_sigterm_stops_with_exit_130_and_writes_nothing(tmp_path):
+    spec = _spec(tmp_path, draws=200)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "sim.cli", "holdout", str(spec), "--out", str(out),
+           "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 300
+    while "1/200" not in seen and time.monotonic() < deadline:  # a run has finished
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, seen + err
+    assert "interrupted: nothing written" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
 # ------------------------------------------------------------------------------ errors

@@ -15,6 +15,7 @@ Outputs (``sim.calibrate.validate_report``): ``predictions.parquet``, ``draws.cs
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -420,7 +421,7 @@ def holdout(
 
 
 # ----------------------------------------------------------------------------------- CLI
-def cmd_holdout(args: Any) -> int:
+def cmd_holdout(args: argparse.Namespace) -> int:
     """``ndsim holdout SPEC``."""
     from sim.calibrate.validate_report import summary_line
     from sim.experiments.cli import sigterm_as_interrupt
@@ -447,7 +448,7 @@ def cmd_holdout(args: Any) -> int:
     return 0
 
 
-def add_command(sub: Any) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
     """Add ``holdout`` to the ``ndsim`` sub-command parser."""
     c = sub.add_parser(
         "holdout", help="test a calibration out of sample (experiments/validate_*.toml)"
