@@ -238,7 +238,11 @@ def prepare(spec_path: str | Path) -> Prepared:
                 problems=[f"fixed: {k} is a parameter of the calibration; drop it" for k in clash],
             )
         draws.append(Draw(i, seed, values))
-    key = hashlib.sha256((spec.fingerprint() + base.fingerprint()).encode()).hexdigest()
+    # the runs' identity (names their tasks on Dask): spec, world, draws and data
+    text = json.dumps([[d.seed, d.values] for d in draws] + [fixed], sort_keys=True, default=str)
+    text += repr([(t.periods, t.value.tolist()) for t in targets])
+    key = spec.fingerprint() + base.fingerprint() + text
+    key = hashlib.sha256(key.encode()).hexdigest()
     paths = {k: k for k in (*fixed, *draws[0].values)}
     wctx = Context(
         key=key,
