@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sim.calibrate.report import BAND, fit_figure, weighted_quantile
+from sim.calibrate.report import BAND, effective_sample_size, fit_figure, weighted_quantile
 from sim.experiments.runner import _atomic_write
 
 if TYPE_CHECKING:
@@ -83,6 +83,9 @@ def report_md(
     cal_spec = cal.get("spec", {})
     cal_end = (cal_spec.get("base") or {}).get("end")
     n_err = int((draws["status"] != "ok").sum())
+    post = pd.read_parquet(prep.posterior_dir / "posterior.parquet", columns=["weight"])
+    ess = effective_sample_size(post["weight"].to_numpy())
+    n_sets = len(draws.drop_duplicates(subset=list(prep.draws[0].values)))
     lines = [
         f"# Hold-out test `{spec.name}`",
         "",
@@ -98,6 +101,8 @@ def report_md(
         else "- fixed in every run: nothing beyond the world file",
         f"- draws: {len(draws)} ({n_err} failed); seed {spec.seed}; wall time {wall:.1f} s "
         f"on {backend}",
+        f"- posterior: {len(post)} accepted sets, effective sample size {ess:.1f} (1 / sum of "
+        f"squared weights); {n_sets} distinct parameter sets among the draws",
         "",
         "## Method",
         "",
@@ -133,6 +138,12 @@ def report_md(
             f"| {name} | {len(g)} | {np.nanmean(np.abs(g['error'])):.1%} | "
             f"{int(g['data_in_band'].sum())} of {len(g)} |"
         )
+    if ess < 20:
+        lines += [
+            "",
+            f"**Warning:** the posterior's effective sample size is {ess:.1f}: the draws "
+            "repeat a few parameter sets, so the bands understate parameter uncertainty.",
+        ]
     if cal_end is not None:
         inside = errors[[p[:7] <= cal_end for p in errors["period"]]]
         if len(inside):
