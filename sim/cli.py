@@ -238,6 +238,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         exp = load_experiment(args.file, raw=raw)
         print(f"{args.file}: valid experiment ({len(exp.scenarios)} scenarios)")
         return 0
+    if "posterior" in raw and "targets" in raw:
+        from sim.calibrate.validate import prepare as prepare_holdout
+
+        hp = prepare_holdout(args.file)  # spec, data, calibration folder, draws fit the world
+        n = f"{len(hp.draws)} draws, {len(hp.targets)} targets"
+        print(f"{args.file}: valid hold-out spec ({n})")
+        return 0
     if "targets" in raw and "base" in raw:
         from sim.calibrate.run import prepare
 
@@ -353,8 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     if add_command is not None:
         add_command(sub)
     from sim.calibrate.cli import add_command as add_calibrate
+    from sim.calibrate.validate import add_command as add_holdout
 
     add_calibrate(sub)
+    add_holdout(sub)
     return p
 
 

@@ -103,6 +103,8 @@ def _title(t: TargetData) -> str:
         )
     else:
         what = f"{s.metric} {s.product} {s.region or 'world'}".replace("  ", " ")
+        if getattr(s, "relative_to", None):  # a hold-out ratio target (sim.calibrate.validate)
+            what += f" over {s.relative_to}"
     return f"{t.name}: {what} ({'share of world' if s.aggregation == 'share' else s.aggregation})"
 
 
@@ -136,7 +138,7 @@ def fit_figure(t: TargetData, pred: pd.DataFrame, path: Path) -> None:
         ax.set_xticks(x, [t.periods[k] for k in idx], rotation=30 if len(idx) > 6 else 0)
         ax.set_xlim(-0.6, len(idx) - 0.4)
         ax.set_xlabel("year" if label == "annual" else "month")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.05)  # markers at the top stay whole
         ax.grid(alpha=0.3)
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.suptitle(_title(t), fontsize=10)

@@ -204,24 +204,43 @@ def load_calibration_spec(path: str | Path) -> tuple[CalibrationSpec, Path]:
     Raises:
         UserError: With one ``key.path: message`` line per problem (file, key, expectation).
     """
+    return load_target_spec(path, CalibrationSpec, "calibration spec")
+
+
+def load_target_spec[S: _Strict](path: str | Path, schema: type[S], what: str) -> tuple[S, Path]:
+    """Load and validate a spec with ``base`` and ``targets`` (calibration, hold-out test).
+
+    Args:
+        path: The spec TOML.
+        schema: Its pydantic model (with ``base: BaseSpec`` and ``targets``).
+        what: How error messages name the spec.
+
+    Returns:
+        The spec and the resolved path of its base file (world or experiment).
+
+    Raises:
+        UserError: With one ``key.path: message`` line per problem; missing target and base
+            files too.
+    """
     data: dict[str, Any] = read_toml(path)
     try:
-        spec = CalibrationSpec.model_validate(data)
+        spec = schema.model_validate(data)
     except ValidationError as exc:
-        problems = [_spec_hint(p, CalibrationSpec) for p in format_validation_error(exc, data)]
+        problems = [_spec_hint(p, schema) for p in format_validation_error(exc, data)]
         n = len(problems)
         raise UserError(
-            f"{n} problem{'s' if n > 1 else ''} in calibration spec",
+            f"{n} problem{'s' if n > 1 else ''} in {what}",
             file=str(path),
             problems=problems,
         ) from None
     here = Path(path).parent
     problems = []
-    for k, t in enumerate(spec.targets):
+    for k, t in enumerate(spec.targets):  # type: ignore[attr-defined]
         if not (here / t.file).exists():
             problems.append(f"targets[{k}].file: no file {t.file!r} (looked at {here / t.file})")
-    key = "world" if spec.base.world is not None else "experiment"
-    ref = str(getattr(spec.base, key))
+    base: BaseSpec = spec.base  # type: ignore[attr-defined]
+    key = "world" if base.world is not None else "experiment"
+    ref = str(getattr(base, key))
     base_path = (here / ref).resolve()
     if not base_path.exists():
         problems.append(f"base.{key}: no file {ref!r} (looked at {base_path})")
