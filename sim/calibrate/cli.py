@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sim.experiments.cli import add_backend_options, backend_options, interruptible
+from sim.experiments.cli import add_run_command, backend_options, interruptible
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -31,11 +31,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Add ``calibrate`` to the ``ndsim`` sub-command parser."""
-    c = sub.add_parser("calibrate", help="fit parameters to data (experiments/calibrate_*.toml)")
-    c.add_argument("spec", help="calibration spec TOML")
-    add_backend_options(
-        c, resume_help="continue an interrupted calibration", out_default="runs/calibrations/<name>"
+    c = add_run_command(
+        sub,
+        "calibrate",
+        help="fit parameters to data (experiments/calibrate_*.toml)",
+        spec="calibration spec TOML",
+        what="continue an interrupted calibration",
+        out_default="runs/calibrations/<name>",
     )
-    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--no-figures", action="store_true", help="no fit figures")
     c.set_defaults(func=cmd_calibrate)

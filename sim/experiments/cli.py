@@ -33,14 +33,33 @@ def interruptible[T](work: Callable[[], T]) -> T | None:
         return None
 
 
-def add_backend_options(p: argparse.ArgumentParser, *, resume_help: str, out_default: str) -> None:
-    """``--out``, ``--workers``, ``--scheduler`` and ``--resume`` of a command running many runs.
+def add_run_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    spec: str,
+    what: str,
+    out_default: str,
+) -> argparse.ArgumentParser:
+    """A sub-command that runs many simulations from a spec file (``sweep``, ``calibrate``).
+
+    It takes ``spec`` and ``--out``, ``--workers``, ``--scheduler``, ``--resume`` and
+    ``--no-progress`` (:func:`backend_options` reads them back).
 
     Args:
-        p: The sub-command's parser.
-        resume_help: The help of ``--resume`` (``complete an interrupted sweep``).
+        sub: The ``ndsim`` sub-command parsers.
+        name: The sub-command.
+        help: Its help line.
+        spec: What its spec file is (``sweep spec TOML``).
+        what: What it does, in the words of ``--resume`` (``complete an interrupted sweep``).
         out_default: The default output directory, for the help.
+
+    Returns:
+        The sub-command's parser, for its own options.
     """
+    p = sub.add_parser(name, help=help)
+    p.add_argument("spec", help=spec)
     p.add_argument("--out", help=f"output directory (default {out_default})")
     p.add_argument(
         "--workers",
@@ -54,11 +73,13 @@ def add_backend_options(p: argparse.ArgumentParser, *, resume_help: str, out_def
         help="tcp://host:port of a Dask scheduler, or 'local' for a Dask "
         "LocalCluster with --workers workers",
     )
-    p.add_argument("--resume", action="store_true", help=resume_help)
+    p.add_argument("--resume", action="store_true", help=what)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
 
 
 def backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of the options :func:`add_backend_options` adds, and --no-progress."""
+    """The keyword arguments of the options :func:`add_run_command` adds."""
     return {
         "out": args.out,
         "workers": args.workers,
@@ -103,13 +124,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``sweep`` and ``analyze`` to the ``ndsim`` sub-command parser."""
-    s = sub.add_parser("sweep", help="run a parameter sweep (experiments/sweep_*.toml)")
-    s.add_argument("spec", help="sweep spec TOML")
-    add_backend_options(
-        s, resume_help="complete an interrupted sweep", out_default="runs/sweeps/<name>"
+    s = add_run_command(
+        sub,
+        "sweep",
+        help="run a parameter sweep (experiments/sweep_*.toml)",
+        spec="sweep spec TOML",
+        what="complete an interrupted sweep",
+        out_default="runs/sweeps/<name>",
     )
     s.add_argument("--limit", type=int, help="run at most this many runs now")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sweep)
 
     a = sub.add_parser("analyze", help="sensitivity analysis, PRIM, figures and report")
