@@ -2,9 +2,9 @@
 
 Netting large transfers leaves a rounding residual that scales with the amounts netted, not
 with the net: a firm that borrows what it owes in interest nets to about zero. The check used
-to judge the residual against the net vector and failed 1-2 % of history runs drawn from the
-calibration priors; it now judges it against the gross amounts, and still rejects a real
-imbalance far below any economically visible size.
+to judge the residual against the net vector and stopped 2 of 200, 1 of 600 and 2 of 800
+history runs drawn from the calibration priors; it now judges it against the gross amounts,
+and still rejects a real imbalance far below any economically visible size.
 """
 
 from __future__ import annotations
@@ -112,28 +112,51 @@ def test_settling_firms_that_borrow_their_interest():
     np.testing.assert_array_equal(led.balance - before, net)  # applied as netted
 
 
-# The first failing case found by drawing 200 parameter sets from the priors of
-# experiments/calibrate_history.toml (numpy default_rng(1), one model seed per draw): run 47
-# stopped in month 49 with "netted transfers do not balance (5.96046e-08 USD)" in settle.
-HISTORY_CASE = {
-    "behaviour.price_sensitivity": 11.296082290939864,
-    "behaviour.price_discovery_months": 2.265599118150479,
-    "behaviour.perceived_demand_elasticity": 1.1098445168330624,
-    "behaviour.supply_elasticity.mine": 2.4378602150430915,
-    "behaviour.expectation_smoothing": 0.5565097021235085,
-    "behaviour.buyer_target_cover_months": 2.81881956562852,
-    "behaviour.seller_target_cover_months": 0.5894848463686209,
-    "behaviour.inventory_adjust_months": 2.8477961805378493,
-    "behaviour.new_supplier_share": 0.304795113968182,
-    "behaviour.substitution_price_threshold": 1.259609058775872,
+# Draws from the priors of experiments/calibrate_history.toml (numpy default_rng(k), one
+# model seed per draw) that stopped in settle with "netted transfers do not balance":
+HISTORY_CASES = {
+    # the world and priors of 199cdaf, default_rng(1), run 47 of 200: month 49, 5.96e-08 USD
+    "199cdaf": (
+        1670350373,
+        {
+            "behaviour.price_sensitivity": 11.296082290939864,
+            "behaviour.price_discovery_months": 2.265599118150479,
+            "behaviour.perceived_demand_elasticity": 1.1098445168330624,
+            "behaviour.supply_elasticity.mine": 2.4378602150430915,
+            "behaviour.expectation_smoothing": 0.5565097021235085,
+            "behaviour.buyer_target_cover_months": 2.81881956562852,
+            "behaviour.seller_target_cover_months": 0.5894848463686209,
+            "behaviour.inventory_adjust_months": 2.8477961805378493,
+            "behaviour.new_supplier_share": 0.304795113968182,
+            "behaviour.substitution_price_threshold": 1.259609058775872,
+        },
+    ),
+    # the world and priors of 9c09a93, default_rng(3), run 466 of 800 (its asks reach ~1e11
+    # USD/kg: prices run away in this draw, a separate problem; the ledger must still hold)
+    "9c09a93": (
+        1381842596,
+        {
+            "behaviour.price_discovery_months": 2.74845205353405,
+            "behaviour.perceived_demand_elasticity": 0.7849858970446666,
+            "behaviour.supply_elasticity.mine": 1.5369580648398062,
+            "behaviour.supply_elasticity.separator": 2.544529785304779,
+            "behaviour.supply_elasticity.magnet_plant": 0.5438408415475462,
+            "behaviour.buyer_target_cover_months": 4.66820790090468,
+            "behaviour.seller_target_cover_months": 0.698824937643846,
+            "behaviour.inventory_adjust_months": 1.304035394740624,
+            "behaviour.precaution_unfilled_weight": 3.5522242886266167,
+            "behaviour.precaution_momentum_weight": 3.4400675069174516,
+        },
+    ),
 }
-HISTORY_SEED = 1670350373
 
 
-def test_history_run_that_failed_on_rounding_completes(monkeypatch):
-    """The calibration draw that failed runs to the end, and money is conserved."""
+@pytest.mark.parametrize("case", sorted(HISTORY_CASES))
+def test_history_run_that_failed_on_rounding_completes(case, monkeypatch):
+    """A calibration draw that failed runs to the end, and money is conserved."""
+    seed, params = HISTORY_CASES[case]
     world, _ = load_world(
-        ROOT / "models" / "history_2020.toml", [f"{k}={v!r}" for k, v in HISTORY_CASE.items()]
+        ROOT / "models" / "history_2020.toml", [f"{k}={v!r}" for k, v in params.items()]
     )
     worst = [0.0]  # largest residual / the old tolerance over the run's netted postings
     post_net = Ledger.post_net
@@ -144,12 +167,12 @@ def test_history_run_that_failed_on_rounding_completes(monkeypatch):
         post_net(self, net, gross_usd)
 
     monkeypatch.setattr(Ledger, "post_net", watch)
-    m = sim.SupplyChainModel(world, rng=HISTORY_SEED, start="2020-01", end="2025-03")
+    m = sim.SupplyChainModel(world, rng=seed, start="2020-01", end="2025-03")
     m.run()
     bal = m.ledger.balance
     assert abs(bal.sum()) <= 1e-9 * np.abs(bal).sum()  # double entry: balances sum to zero
     if worst[0] <= 1.0:
         pytest.skip(
-            "models/history_2020.toml changed: this draw no longer posts a residual the old "
-            "check rejected (test_settling_firms_that_borrow_their_interest still covers it)"
+            f"models/history_2020.toml is not that of {case}: this draw posts no residual the "
+            "old check rejected (test_settling_firms_that_borrow_their_interest covers it)"
         )
