@@ -231,7 +231,8 @@ def settle(model: SupplyChainModel) -> None:
         net += np.bincount(fund, back, minlength=net.size)
     owners = model._owners_of_firms
     net += np.bincount(owners, payout, minlength=net.size)
-    led.post_net(net)
+    gross = add(interest) + add(draw) + add(repay) + add(payout)
+    led.post_net(net, float(gross if back is None else gross + add(back)))
     if led.record and led.month_row >= 0:
         if back is None:
             payee, back = model._settle_payee_lenders, model._firm_zeros

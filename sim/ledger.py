@@ -54,6 +54,17 @@ KINDS = (
 )
 KIND = {k: i for i, k in enumerate(KINDS)}
 
+NET_RESIDUAL_REL = 1e-9
+"""Largest sum of a netted posting taken for rounding, relative to its entries before netting.
+
+A posting of transfers with amounts summing to ``gross`` has entries (+ at the payee, - at
+the payer) whose absolute values sum to 2 x gross. Each net entry is a float64 sum of at most
+N of them, and the residual a sum of the net entries, so rounding leaves at most about
+(N + log2 parties) x 1.1e-16 x 2 x gross. 1e-9 covers N up to 9 million entries per party;
+a real imbalance, even one of 1e-6 of what moved, is far above it. The tolerance adds 1e-9
+USD for postings of nothing.
+"""
+
 
 @dataclass
 class Transfer:
@@ -247,15 +258,30 @@ class Ledger:
                 kinds = np.asarray(kind, np.int64).reshape(-1)
             self.rows.append((self.month_row, payer, payee, kinds, usd))
 
-    def post_net(self, net: np.ndarray) -> None:
+    def post_net(self, net: np.ndarray, gross_usd: float) -> None:
         """Apply transfers already netted per party (a dense signed vector that sums to zero).
 
         The hot paths (trade, running costs, settling) post this way, and :meth:`keep` their
         entries when recording: the same money, fewer array operations.
+
+        Netting leaves a rounding residual that scales with the amounts netted, not with the
+        net: a firm that borrows what it pays in interest nets to about zero, yet its two
+        transfers may move hundreds of millions of USD. So the residual is judged against the
+        entries before netting, twice ``gross_usd`` (see :data:`NET_RESIDUAL_REL`).
+
+        Args:
+            net: Net USD received per party (parties beyond its size receive nothing).
+            gross_usd: Sum of the amounts of the transfers netted into ``net`` (>= 0).
+
+        Raises:
+            ValueError: If ``net`` does not sum to zero within rounding of ``gross_usd``.
         """
-        total = abs(float(np.add.reduce(net)))
-        if total > 1e-9 and total > 1e-9 * (float(np.add.reduce(np.abs(net))) + 1.0):
-            raise ValueError(f"ledger: netted transfers do not balance ({net.sum():.6g} USD)")
+        residual = float(np.add.reduce(net))
+        if not abs(residual) <= NET_RESIDUAL_REL * (2.0 * gross_usd + 1.0):  # NaN fails
+            raise ValueError(
+                f"ledger: netted transfers do not balance ({residual:.6g} USD off "
+                f"{gross_usd:.6g} USD transferred)"
+            )
         self._balance[: net.size] += net
 
     def post_effects(self, effects: list[Transfer]) -> None:

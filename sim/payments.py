@@ -113,8 +113,9 @@ def pay_for_trade(model: SupplyChainModel) -> None:
     n = led.balance.size
     flat = usd.reshape(-1)
     net = np.bincount(payees, flat, minlength=n)
-    net -= np.bincount(links.dst, usd.sum(axis=0), minlength=n)
-    led.post_net(net)
+    per_link = usd.sum(axis=0)
+    net -= np.bincount(links.dst, per_link, minlength=n)
+    led.post_net(net, float(np.add.reduce(per_link)))
     if keep:
         led.keep(kinds, payers, payees, flat)
 
@@ -135,7 +136,7 @@ def pay_running_costs(model: SupplyChainModel) -> None:
     net -= np.bincount(owners[oem], use, minlength=net.size)
     net[firms] -= cost
     net[oem] += use
-    led.post_net(net)
+    led.post_net(net, float(np.add.reduce(cost) + np.add.reduce(use)))
     if led.record and led.month_row >= 0:
         led.keep("operating_cost", model.idx["firm"], owners[firms], cost)
         led.keep("magnet_use", owners[oem], model.idx["oem"], use)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,28 @@ PRODUCTS: tuple[str, ...] = ("concentrate", "oxide", "metal", "magnet", "scrap")
 """Products, in index order. Units: concentrate t REO; scrap t NdPr contained; others t product."""
 
 SECTORS: tuple[str, ...] = ("ev", "wind", "electronics", "industrial", "defence")
+
+FIRM_ROLES: tuple[str, ...] = ("mine", "separator", "metal_maker", "magnet_plant", "recycler")
+"""Roles of firms that make things (OEMs aside): the keys of every per-role table."""
+
+
+def per_role(*values: float) -> Callable[[], dict[str, float]]:
+    """Default factory of a per-role table: one value per :data:`FIRM_ROLES` role, in order."""
+    table = dict(zip(FIRM_ROLES, values, strict=True))
+    return lambda: dict(table)
+
+
+def complete_roles(v: dict[str, float], default: dict[str, float]) -> dict[str, float]:
+    """A per-role table given in a world file, completed from ``default``.
+
+    Raises:
+        ValueError: For a key that is not a role in :data:`FIRM_ROLES`.
+    """
+    bad = [k for k in v if k not in FIRM_ROLES]
+    if bad:
+        raise ValueError(f"unknown role(s) {bad}; roles are {list(FIRM_ROLES)}")
+    return {**default, **v}
+
 
 Region = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="lowercase region name")]
 Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="month as YYYY-MM")]
@@ -252,13 +275,7 @@ class BehaviourSpec(_Strict):
         "x unit cost",
     )
     markup: dict[str, float] = Field(
-        default_factory=lambda: {
-            "mine": 0.2,
-            "separator": 0.1,
-            "metal_maker": 0.03,
-            "magnet_plant": 0.1,
-            "recycler": 0.1,
-        },
+        default_factory=per_role(0.2, 0.1, 0.03, 0.1, 0.1),
         description="price above unit cost at which a firm not yet operating would run at "
         "reference_utilisation, by role (its supply curve's start point)",
     )
@@ -267,13 +284,7 @@ class BehaviourSpec(_Strict):
         0.25, description="monthly pull of scrap asks toward the payable price (an index contract)"
     )
     supply_elasticity: dict[str, float] = Field(
-        default_factory=lambda: {
-            "mine": 1.0,
-            "separator": 2.0,
-            "metal_maker": 2.0,
-            "magnet_plant": 2.0,
-            "recycler": 2.0,
-        },
+        default_factory=per_role(1.0, 2.0, 2.0, 2.0, 2.0),
         description="short-run price elasticity of spare capacity (spare capacity shrinks as "
         "the price rises), by role (ODD 7.3)",
     )
@@ -312,15 +323,7 @@ class BehaviourSpec(_Strict):
     expansion_step: Annotated[float, Field(gt=0.0, le=2.0)] = 0.2
     closure_margin: float = -0.3
     closure_step: Share = 0.15
-    lead_time_years: dict[str, Pos] = Field(
-        default_factory=lambda: {
-            "mine": 7.0,
-            "separator": 4.0,
-            "metal_maker": 2.0,
-            "magnet_plant": 1.5,
-            "recycler": 2.0,
-        }
-    )
+    lead_time_years: dict[str, Pos] = Field(default_factory=per_role(7.0, 4.0, 2.0, 1.5, 2.0))
     lead_time_sd_log: NonNeg = 0.25
     outage_probability_per_month: Share = 0.01
     outage_capacity_loss: Share = 0.5
@@ -359,12 +362,7 @@ class BehaviourSpec(_Strict):
     @field_validator("lead_time_years", "markup", "supply_elasticity")
     @classmethod
     def _roles(cls, v: dict[str, float], info: Any) -> dict[str, float]:
-        roles = ("mine", "separator", "metal_maker", "magnet_plant", "recycler")
-        bad = [k for k in v if k not in roles]
-        if bad:
-            raise ValueError(f"unknown role(s) {bad}; roles are {list(roles)}")
-        default = cls.model_fields[info.field_name].default_factory()
-        return {**default, **v}
+        return complete_roles(v, cls.model_fields[info.field_name].default_factory())
 
 
 # t NdPr element per t NdPr oxide: 0.75 x 288.48/336.48 (Nd2O3) + 0.25 x 845.46/1021.44
@@ -390,13 +388,7 @@ class FinanceSpec(_Strict):
     )
     project_life_years: Pos = 20.0
     capex_usd_per_t_per_yr: dict[str, Pos] = Field(
-        default_factory=lambda: {
-            "mine": 20000.0,
-            "separator": 150000.0,
-            "metal_maker": 60000.0,
-            "magnet_plant": 100000.0,
-            "recycler": 40000.0,
-        },
+        default_factory=per_role(20000.0, 150000.0, 60000.0, 100000.0, 40000.0),
         description="capital cost per t/yr of output capacity, by role (calibration; MP-10X)",
     )
     initial_cash_months: NonNeg = Field(
@@ -420,12 +412,8 @@ class FinanceSpec(_Strict):
 
     @field_validator("capex_usd_per_t_per_yr")
     @classmethod
-    def _roles(cls, v: dict[str, float]) -> dict[str, float]:
-        roles = ("mine", "separator", "metal_maker", "magnet_plant", "recycler")
-        bad = [k for k in v if k not in roles]
-        if bad:
-            raise ValueError(f"unknown role(s) {bad}; roles are {list(roles)}")
-        return {**cls.model_fields["capex_usd_per_t_per_yr"].default_factory(), **v}
+    def _roles(cls, v: dict[str, float], info: Any) -> dict[str, float]:
+        return complete_roles(v, cls.model_fields[info.field_name].default_factory())
 
 
 class CalendarSpec(_Strict):

@@ -36,7 +36,6 @@ import logging
 import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,8 +53,14 @@ from sim.calibrate.simulate import SimContext, nan_stats, simulate
 from sim.calibrate.spec import CalibrationSpec, load_calibration_spec
 from sim.calibrate.targets import TargetData, check_window, load_target
 from sim.errors import UserError
-from sim.experiments.runner import _atomic_write, _run_pool, _run_serial, connect
-from sim.experiments.stopping import BackendError, SweepInterrupted, interrupts
+from sim.experiments.runner import _atomic_write, connect, progress_bar, run_tasks
+from sim.experiments.stopping import (
+    BackendError,
+    close_all,
+    interrupted,
+    interrupts,
+    resume_command,
+)
 from sim.experiments.worker import Context
 
 Key = tuple[int, int]  # (generation, index within the generation)
@@ -230,14 +235,9 @@ class Driver:
                 self.bar.update(1)
 
         try:
-            if self.client is not None:
-                from sim.experiments.daskrun import run_dask
-
-                run_dask(self.ctx, iter(tasks), report, self.client, fn=simulate)  # type: ignore[arg-type]
-            elif self.workers <= 1:
-                _run_serial(self.ctx, iter(tasks), report, fn=simulate)
-            else:
-                _run_pool(self.ctx, iter(tasks), report, self.workers, fn=simulate)
+            run_tasks(
+                self.ctx, iter(tasks), report, workers=self.workers, client=self.client, fn=simulate
+            )
         finally:  # runs that finished are kept, even when interrupted
             done.sort(key=lambda r: r["run_id"])
             for j, r in enumerate(done):  # ids stay dense in store order
@@ -424,17 +424,6 @@ class CalibrationSummary:
     wall_seconds_total: float
 
 
-def _resume_hint(spec_path: Path, out: Path, scheduler: str | None, workers: int | None) -> str:
-    import shlex
-
-    parts = ["ndsim", "calibrate", str(spec_path), "--resume", "--out", str(out)]
-    if scheduler is not None:
-        parts += ["--scheduler", scheduler]
-    if workers is not None:
-        parts += ["--workers", str(workers)]
-    return shlex.join(parts)
-
-
 def calibrate(
     spec_path: str | Path,
     *,
@@ -501,21 +490,13 @@ def calibrate(
         shutil.copyfile(spec_path, out / "spec.toml")
     info_path.write_text(json.dumps(info, indent=2, default=str))
     store = RunStore(out, [p.column for p in spec.parameters], prep.targets)
-    hint = _resume_hint(Path(spec_path), out, scheduler, workers)
+    hint = resume_command(
+        Path(spec_path), out, scheduler=scheduler, workers=workers, command="calibrate"
+    )
     n_workers = workers or os.cpu_count() or 1
     bar = None
     if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=spec.budget.max_simulations,
-            initial=len(store.rows),
-            desc=spec.name,
-            unit="run",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            smoothing=0.05,
-        )
+        bar = progress_bar(spec.budget.max_simulations, spec.name, initial=len(store.rows))
     client = cluster = None
     t0 = time.perf_counter()
     driver = Driver(
@@ -532,10 +513,7 @@ def calibrate(
                 driver.session.backend = f"pool({n_workers})"
             history = _run_abc(driver, out)
         except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-            print("interrupted", file=sys.stderr, flush=True)
-            stopped = SweepInterrupted(hint)
+            stopped = interrupted(hint, bar)
         except BackendError as exc:
             exc.problems.append(f"{len(store.rows)} runs are saved in {out}; go on with: {hint}")
             stopped = exc
@@ -544,12 +522,7 @@ def calibrate(
                 shutil.rmtree(out, ignore_errors=True)
             raise
         finally:
-            if bar is not None:
-                bar.close()
-            if client is not None:
-                client.close()
-            if cluster is not None:
-                cluster.close()
+            close_all(bar, client, cluster)
             s = driver.session
             s.wall_seconds = time.perf_counter() - t0
             info["sessions"].append(

@@ -6,6 +6,8 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 
 def sigterm_as_interrupt() -> None:
@@ -19,24 +21,80 @@ def sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    """``ndsim sweep SPEC``."""
-    from sim.experiments.runner import sweep
+def interruptible[T](work: Callable[[], T]) -> T | None:
+    """``work()`` with SIGTERM as Ctrl-C; None, after saying how to go on, if interrupted."""
     from sim.experiments.stopping import SweepInterrupted
 
     sigterm_as_interrupt()
     try:
-        s = sweep(
-            args.spec,
-            out=args.out,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            resume=args.resume,
-            progress=not args.no_progress,
-            limit=args.limit,
-        )
+        return work()
     except SweepInterrupted as exc:  # "interrupted" is already printed
         print(f"finished runs are saved; to go on: {exc.resume}", file=sys.stderr)
+        return None
+
+
+def add_run_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    spec: str,
+    what: str,
+    out_default: str,
+) -> argparse.ArgumentParser:
+    """A sub-command that runs many simulations from a spec file (``sweep``, ``calibrate``).
+
+    It takes ``spec`` and ``--out``, ``--workers``, ``--scheduler``, ``--resume`` and
+    ``--no-progress`` (:func:`backend_options` reads them back).
+
+    Args:
+        sub: The ``ndsim`` sub-command parsers.
+        name: The sub-command.
+        help: Its help line.
+        spec: What its spec file is (``sweep spec TOML``).
+        what: What it does, in the words of ``--resume`` (``complete an interrupted sweep``).
+        out_default: The default output directory, for the help.
+
+    Returns:
+        The sub-command's parser, for its own options.
+    """
+    p = sub.add_parser(name, help=help)
+    p.add_argument("spec", help=spec)
+    p.add_argument("--out", help=f"output directory (default {out_default})")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes (default: all cores; 1: in this process)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="tcp://host:port of a Dask scheduler, or 'local' for a Dask "
+        "LocalCluster with --workers workers",
+    )
+    p.add_argument("--resume", action="store_true", help=what)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of the options :func:`add_run_command` adds."""
+    return {
+        "out": args.out,
+        "workers": args.workers,
+        "scheduler": args.scheduler,
+        "resume": args.resume,
+        "progress": not args.no_progress,
+    }
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``ndsim sweep SPEC``."""
+    from sim.experiments.runner import sweep
+
+    s = interruptible(lambda: sweep(args.spec, limit=args.limit, **backend_options(args)))
+    if s is None:
         return 130
     print(
         f"{s.out}: {s.n_ran} runs done now, {s.n_skipped} before, {s.n_runs} in the design; "
@@ -66,24 +124,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``sweep`` and ``analyze`` to the ``ndsim`` sub-command parser."""
-    s = sub.add_parser("sweep", help="run a parameter sweep (experiments/sweep_*.toml)")
-    s.add_argument("spec", help="sweep spec TOML")
-    s.add_argument("--out", help="output directory (default runs/sweeps/<name>)")
-    s.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="local worker processes (default: all cores; 1: in this process)",
+    s = add_run_command(
+        sub,
+        "sweep",
+        help="run a parameter sweep (experiments/sweep_*.toml)",
+        spec="sweep spec TOML",
+        what="complete an interrupted sweep",
+        out_default="runs/sweeps/<name>",
     )
-    s.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="tcp://host:port of a Dask scheduler, or 'local' for a Dask "
-        "LocalCluster with --workers workers",
-    )
-    s.add_argument("--resume", action="store_true", help="complete an interrupted sweep")
     s.add_argument("--limit", type=int, help="run at most this many runs now")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sweep)
 
     a = sub.add_parser("analyze", help="sensitivity analysis, PRIM, figures and report")

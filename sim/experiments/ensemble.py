@@ -242,6 +242,7 @@ def run_ensemble(
         UserError: If ``out.partial`` holds another ensemble, or ``--resume`` finds none.
     """
     from sim.experiments import runner
+    from sim.experiments.stopping import close_all
 
     n_seeds = exp.seeds if seeds is None else int(seeds)
     if n_seeds < 1:
@@ -306,12 +307,11 @@ def run_ensemble(
     try:
         if scheduler is not None:
             client, cluster, backend = runner.connect(scheduler, workers)
-            runner._run_dask(ctx, tasks(), report, client, fn=execute_replicate)
-        elif workers <= 1 or len(todo) <= 1:
-            runner._run_serial(ctx, tasks(), report, fn=execute_replicate)
-        else:
+        elif len(todo) <= 1:
+            workers = 1
+        elif workers > 1:
             backend = f"pool({workers})"
-            runner._run_pool(ctx, tasks(), report, workers, fn=execute_replicate)
+        runner.run_tasks(ctx, tasks(), report, workers=workers, client=client, fn=execute_replicate)
         sink.flush()
     except BaseException:
         sink.flush()
@@ -325,12 +325,7 @@ def run_ensemble(
             )
         raise
     finally:
-        if bar is not None:
-            bar.close()
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        close_all(bar, client, cluster)
     text = finish(exp, partial, out, n_seeds, csv=csv)
     return EnsembleSummary(
         out=out,

@@ -42,7 +42,8 @@ from sim.experiments.design import Design, expected_rows, make_design, run_param
 from sim.experiments.spec import SweepSpec, base_scenario, load_spec
 from sim.experiments.stopping import (
     BackendError,
-    SweepInterrupted,
+    close_all,
+    interrupted,
     interrupts,
     resume_command,
 )
@@ -324,11 +325,53 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
         p.join(timeout=5)
 
 
-def _run_dask(
-    ctx: Any, tasks: Iterator[Task], report: Report, client: Any, fn: Execute = execute
-) -> DaskStats:
-    """Dask futures on ``client``'s workers (see :func:`sim.experiments.daskrun.run_dask`)."""
-    return run_dask(ctx, tasks, report, client, fn=None if fn is execute else fn)
+def run_tasks(
+    ctx: Any,
+    tasks: Iterator[Task],
+    report: Report,
+    *,
+    workers: int,
+    client: Any = None,
+    fn: Execute = execute,
+    watch: Any = None,
+) -> DaskStats | None:
+    """Run ``tasks`` with ``fn`` on the backend given; ``report`` each result as it arrives.
+
+    Args:
+        ctx: The worker context (shipped with every task).
+        tasks: ``(run_id, seed, params)`` of the runs to do.
+        report: Called with each result and its attempt count.
+        workers: Local processes when there is no ``client`` (1 or less: in this process).
+        client: A ``distributed.Client``: run on its workers (see
+            :func:`sim.experiments.daskrun.run_dask`).
+        fn: What runs a task, ``fn(ctx, run_id, seed, params) -> result``.
+        watch: With ``client``: consulted about once a second (may raise to stop).
+
+    Returns:
+        The Dask statistics when run on ``client``, else None.
+    """
+    if client is not None:
+        return run_dask(ctx, tasks, report, client, watch=watch, fn=None if fn is execute else fn)
+    if workers <= 1:
+        _run_serial(ctx, tasks, report, fn=fn)
+    else:
+        _run_pool(ctx, tasks, report, workers, fn=fn)
+    return None
+
+
+def progress_bar(total: int, desc: str, *, initial: int = 0) -> Any:
+    """A progress bar with ETA on stderr, counting runs (``tqdm``)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="run",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.05,
+    )
 
 
 def connect(scheduler: str, workers: int) -> tuple[Any, Any, str]:
@@ -448,18 +491,7 @@ def sweep(
 
     sink = ResultSink(out, spec, design, next_part=next_part)
     n_err = 0
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=len(todo),
-            desc=spec.name,
-            unit="run",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            smoothing=0.05,
-        )
+    bar = progress_bar(len(todo), spec.name) if progress else None
 
     def report(res: dict[str, Any], attempts: int) -> None:
         nonlocal n_err
@@ -501,18 +533,13 @@ def sweep(
                 # pilot run in this process: a spec whose outcomes select nothing fails fast
                 first = next(task_iter)
                 report(execute(prep.ctx, *first), 1)
-            if client is not None:
-                stats = run_dask(prep.ctx, task_iter, report, client, watch=slurm)
-            elif workers <= 1:
-                _run_serial(prep.ctx, task_iter, report)
-            else:
+            if client is None and workers > 1:
                 backend = f"pool({workers})"
-                _run_pool(prep.ctx, task_iter, report, workers)
+            stats = run_tasks(
+                prep.ctx, task_iter, report, workers=workers, client=client, watch=slurm
+            )
         except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-            print("interrupted", file=sys.stderr, flush=True)
-            stopped = SweepInterrupted(hint)
+            stopped = interrupted(hint, bar)
         except BackendError as exc:
             stopped = exc
         except BaseException:
@@ -522,15 +549,8 @@ def sweep(
             raise
         finally:
             sink.flush()
-            if bar is not None:
-                bar.close()
-            if slurm is not None:
-                slurm.close()
-            else:
-                if client is not None:
-                    client.close()
-                if cluster is not None:
-                    cluster.close()
+            # SLURM's client is its own to close
+            close_all(bar, *((slurm,) if slurm is not None else (client, cluster)))
     n_done = len(done) + sink.n_written
     if isinstance(stopped, BackendError):  # kept: --resume picks up what is there
         stopped.problems.append(

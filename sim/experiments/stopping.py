@@ -1,13 +1,15 @@
-"""How a sweep stops early: Ctrl-C or SIGTERM, or a backend that fails, and how to go on."""
+"""How a sweep (or calibration) stops: Ctrl-C or SIGTERM, a backend that fails, how to go on."""
 
 from __future__ import annotations
 
 import shlex
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sim.errors import UserError
 
@@ -29,10 +31,23 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def resume_command(
-    spec_path: str | Path, out: str | Path, *, scheduler: str | None, workers: int | None
+    spec_path: str | Path,
+    out: str | Path,
+    *,
+    scheduler: str | None,
+    workers: int | None,
+    command: str = "sweep",
 ) -> str:
-    """The ``ndsim sweep ... --resume`` command that completes a sweep on the same backend."""
-    parts = ["ndsim", "sweep", str(spec_path), "--resume", "--out", str(out)]
+    """The ``ndsim <command> ... --resume`` command that goes on on the same backend.
+
+    Args:
+        spec_path: The spec file the work was started with.
+        out: Its output directory.
+        scheduler: ``--scheduler`` as given (None: not given).
+        workers: ``--workers`` as given (None: not given).
+        command: The ``ndsim`` sub-command (``sweep``, ``calibrate``).
+    """
+    parts = ["ndsim", command, str(spec_path), "--resume", "--out", str(out)]
     if scheduler is not None:
         parts += ["--scheduler", scheduler]
     if workers is not None:
@@ -63,3 +78,23 @@ def interrupts() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def interrupted(hint: str, bar: Any = None) -> SweepInterrupted:
+    """Close the progress bar, say ``interrupted`` on stderr; the exception to raise after.
+
+    Args:
+        hint: The command that goes on (:func:`resume_command`).
+        bar: The progress bar, if any (closed first, so the message stands on its own line).
+    """
+    if bar is not None:
+        bar.close()
+    print("interrupted", file=sys.stderr, flush=True)
+    return SweepInterrupted(hint)
+
+
+def close_all(*resources: Any) -> None:
+    """Close each resource that is not None, in order (progress bar, Dask client, cluster)."""
+    for r in resources:
+        if r is not None:
+            r.close()
