@@ -468,3 +468,19 @@ def test_slurm_cluster_from_spec():
         cluster.close()
     assert "#SBATCH -p compute" in script and "#SBATCH -A proj42" in script
     assert "#SBATCH -t 04:00:00" in script and "--nworkers 16" in script
+
+
+def test_design_n_option_resizes_the_design_and_is_validated(capsys):
+    """``ndsim sweep SPEC --n N``: the spec's design at another size, checked like the spec."""
+    from sim.cli import main
+    from sim.experiments.runner import prepare
+
+    spec = ROOT / "experiments" / "sweep_classroom_sobol.toml"
+    small = prepare(spec, design_n=8)
+    d = len(small.spec.parameters)
+    assert small.spec.design.n == 8
+    assert len(small.design.unit) == 8 * (2 * d + 2)
+    assert small.ctx.key != prepare(spec).ctx.key  # another study: never resumed as the spec's
+    assert main(["sweep", str(spec), "--n", "12", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "design: sobol n must be a power of 2 (got 12" in err

@@ -93,7 +93,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """``ndsim sweep SPEC``."""
     from sim.experiments.runner import sweep
 
-    s = interruptible(lambda: sweep(args.spec, limit=args.limit, **backend_options(args)))
+    s = interruptible(
+        lambda: sweep(args.spec, limit=args.limit, design_n=args.n, **backend_options(args))
+    )
     if s is None:
         return 130
     print(
@@ -133,6 +135,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         out_default="runs/sweeps/<name>",
     )
     s.add_argument("--limit", type=int, help="run at most this many runs now")
+    s.add_argument(
+        "--n",
+        type=int,
+        help="the design's n instead of the spec's (a smaller study of the same design, e.g. "
+        "Sobol N = 64 on a workstation; use its own --out)",
+    )
     s.set_defaults(func=cmd_sweep)
 
     a = sub.add_parser("analyze", help="sensitivity analysis, PRIM, figures and report")

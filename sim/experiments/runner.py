@@ -48,6 +48,7 @@ from sim.experiments.stopping import (
     resume_command,
 )
 from sim.experiments.worker import Context, build_world, execute, quiet_worker
+from sim.world import read_toml
 
 
 # ---------------------------------------------------------------------------------- output
@@ -175,9 +176,17 @@ class Prepared:
     ctx: Context
 
 
-def prepare(spec_path: str | Path) -> Prepared:
-    """Load the spec and base world, draw the design and check parameters against the world."""
-    spec, base_path = load_spec(spec_path)
+def prepare(spec_path: str | Path, design_n: int | None = None) -> Prepared:
+    """Load the spec and base world, draw the design and check parameters against the world.
+
+    ``design_n`` replaces the spec's ``design.n`` (validated like the spec's own value).
+    """
+    if design_n is None:
+        spec, base_path = load_spec(spec_path)
+    else:  # the spec with design.n replaced, validated as if written in it (``--n``)
+        raw = read_toml(spec_path)
+        raw.setdefault("design", {})["n"] = design_n
+        spec, base_path = load_spec(spec_path, raw=raw)
     base = base_scenario(spec, base_path, spec_path=spec_path)
     base.world()  # validates, with the base's overrides
     design = make_design(spec)
@@ -440,6 +449,7 @@ def sweep(
     progress: bool = True,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     limit: int | None = None,
+    design_n: int | None = None,
 ) -> SweepSummary:
     """Run (or resume) a sweep.
 
@@ -454,11 +464,13 @@ def sweep(
         progress: Show a progress bar with ETA on stderr.
         on_result: Called with each run's result row as it arrives (tests, monitoring).
         limit: Run at most this many of the remaining runs (for trying a spec out).
+        design_n: The design's ``n`` instead of the spec's (a smaller study of the same
+            design, e.g. Sobol N = 64 on a workstation; the runs differ from the spec's).
 
     Returns:
         A :class:`SweepSummary`.
     """
-    prep = prepare(spec_path)
+    prep = prepare(spec_path, design_n)
     spec, design = prep.spec, prep.design
     out = Path(out or f"runs/sweeps/{spec.name}")
     has_parts = (out / "parts").exists() and any((out / "parts").glob("runs-*.parquet"))
