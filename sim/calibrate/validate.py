@@ -22,7 +22,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +34,7 @@ from sim.calibrate.simulate import SimContext, nan_stats, simulate
 from sim.calibrate.spec import CalibrationSpec, TargetSpec, load_target_spec
 from sim.calibrate.targets import TargetData, check_window, load_target
 from sim.errors import UserError
+from sim.experiments.runner import progress_bar, run_tasks
 from sim.experiments.spec import BaseSpec, Name, _Strict
 from sim.experiments.worker import Context
 from sim.world import Region
@@ -279,22 +279,6 @@ def _ratios(targets: list[TargetData], stats: dict[str, np.ndarray]) -> dict[str
     return out
 
 
-def _run_on_backend(
-    ctx: SimContext, tasks: Iterator[Any], report: Any, workers: int, client: Any
-) -> None:
-    """The sweep's backends: Dask on ``client``, else in process or a local pool."""
-    from sim.experiments.runner import _run_pool, _run_serial
-
-    if client is not None:
-        from sim.experiments.daskrun import run_dask
-
-        run_dask(ctx, tasks, report, client, fn=simulate)  # type: ignore[arg-type]
-    elif workers <= 1:
-        _run_serial(ctx, tasks, report, fn=simulate)
-    else:
-        _run_pool(ctx, tasks, report, workers, fn=simulate)
-
-
 @dataclass
 class HoldoutSummary:
     """What a hold-out test did."""
@@ -319,9 +303,7 @@ def run_draws(
     results: dict[int, dict[str, Any]] = {}
     bar = None
     if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(prep.draws), desc=prep.spec.name, unit="run", file=sys.stderr)
+        bar = progress_bar(len(prep.draws), prep.spec.name)
 
     def report(res: dict[str, Any], attempts: int) -> None:  # noqa: ARG001
         results[int(res["row"]["run_id"])] = res
@@ -330,7 +312,7 @@ def run_draws(
 
     tasks = ((d.index, d.seed, {**prep.fixed, **d.values}) for d in prep.draws)
     try:
-        _run_on_backend(prep.ctx, tasks, report, workers, client)
+        run_tasks(prep.ctx, tasks, report, workers=workers, client=client, fn=simulate)
     finally:
         if bar is not None:
             bar.close()
