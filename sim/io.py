@@ -14,6 +14,19 @@ import pyarrow.parquet as pq
 from sim.results import Results
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as a report shows it: relative to the working directory when inside it.
+
+    Reports are committed and read on other machines, where this machine's absolute paths
+    mean nothing; runs keep absolute paths in their machine-read records.
+    """
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def write_parquet(df: Any, path: Path) -> None:
     """Write a DataFrame to Parquet deterministically (no pandas index, zstd)."""
     table = pa.Table.from_pandas(df, preserve_index=False)

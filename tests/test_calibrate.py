@@ -327,3 +327,15 @@ def test_history_spec_validates(capsys):
     assert main(["validate", str(spec)]) == 0
     out = capsys.readouterr().out
     assert "valid calibration spec (10 parameters, 8 targets" in out
+
+
+def test_reports_show_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """Committed reports name files as a clone sees them, not as this machine stored them."""
+    from sim.io import shown_path
+
+    monkeypatch.chdir(tmp_path)
+    inside = tmp_path / "models" / "w.toml"
+    assert shown_path(inside) == "models/w.toml"
+    assert shown_path("/elsewhere/w.toml") == "/elsewhere/w.toml"
+    for report in (ROOT / "models" / "calibrated").glob("*/report.md"):
+        assert "`/" not in report.read_text(), f"{report} names an absolute path"

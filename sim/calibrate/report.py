@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sim.experiments.runner import _atomic_write
+from sim.io import shown_path
 
 if TYPE_CHECKING:
     from sim.calibrate.run import Prepared, RunStore
@@ -183,7 +184,8 @@ def report_md(
         "",
         spec.description,
         "",
-        f"- spec: `{info.get('spec_file')}`; base world: `{info.get('world_file')}`",
+        f"- spec: `{shown_path(info.get('spec_file', ''))}`; "
+        f"base world: `{shown_path(info.get('world_file', ''))}`",
         f"- library: {lib.get('name')} {lib.get('version')} (ABC-SMC; sim/calibrate/run.py)",
         f"- simulations: {len(runs)} ({n_err} failed), in {len(sessions)} session(s); "
         f"wall time {wall:.1f} s ({', '.join(str(s['backend']) for s in sessions)})",

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from sim.calibrate.report import BAND, effective_sample_size, fit_figure, weighted_quantile
 from sim.experiments.runner import _atomic_write
+from sim.io import shown_path
 
 if TYPE_CHECKING:
     from sim.calibrate.targets import TargetData
@@ -91,9 +92,11 @@ def report_md(
         "",
         spec.description,
         "",
-        f"- spec: `{prep.spec_path}`; base world: `{prep.ctx.base.world_file}`, "
+        f"- spec: `{shown_path(prep.spec_path)}`; "
+        f"base world: `{shown_path(prep.ctx.base.world_file)}`, "
         f"{prep.ctx.base.start or 'its start'} to {prep.ctx.base.end or 'its end'}",
-        f"- calibration: `{prep.posterior_dir}` (`{cal.get('name')}`, fitted to data up to "
+        f"- calibration: `{shown_path(prep.posterior_dir)}` (`{cal.get('name')}`, "
+        "fitted to data up to "
         f"{cal_end or 'the end of its period'}; {len(cal_spec.get('parameters', []))} "
         "parameters drawn)",
         f"- fixed in every run: {', '.join(f'`{k}` = {v!r}' for k, v in prep.fixed.items())}"

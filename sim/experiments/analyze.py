@@ -19,6 +19,7 @@ import pandas as pd
 
 from sim.errors import UserError
 from sim.experiments.spec import SweepSpec
+from sim.io import shown_path
 
 PERCENTILES = (5, 25, 50, 75, 95)
 
@@ -331,7 +332,8 @@ def analyze(
         f"- design: {spec.design.method}, {len(design)} rows x {spec.replicates} "
         f"replicate(s) = {info['n_runs']} runs",
         f"- runs on disk: {len(runs)} ({n_ok} ok, {len(runs) - n_ok} failed)",
-        f"- base world: `{info['world_file']}`; overrides: {spec.base.overrides or 'none'}",
+        f"- base world: `{shown_path(info['world_file'])}`; "
+        f"overrides: {spec.base.overrides or 'none'}",
         f"- root seed {spec.seed}; fingerprint `{info['fingerprint'][:12]}`",
         "",
     ]
