@@ -208,6 +208,53 @@ def export_controls_2025(seeds: int | None = None) -> str:
     return "\n".join(lines)
 
 
+BASELINE_SOBOL = ROOT / "experiments" / "results" / "baseline_sobol_n256"
+"""The committed baseline Sobol study: ``ndsim sweep experiments/sweep_baseline_sobol.toml
+--n 256`` (sweep.json, design and runs; its time series are not committed)."""
+
+
+@generator("baseline-sobol")
+def baseline_sobol() -> str:
+    """What drives the baseline's outcomes: the committed Sobol study (docs/experiments.md)."""
+    from sim.experiments.analyze import CONVERGENCE_TOLERANCE, _load, sensitivity
+    from sim.experiments.spec import load_spec
+
+    info, spec, design, runs = _load(BASELINE_SOBOL)
+    log = frozenset(
+        load_spec(ROOT / "experiments" / "sweep_baseline_sobol.toml")[0].analysis.log_outcomes
+    )
+    idx, _, warns = sensitivity(spec, design, runs, log)
+    ok = runs[runs["status"] == "ok"]
+    price = ok["mean_exchina_oxide_price"]
+    lines = [
+        f"N = {spec.design.n}: {info['n_runs']:,} runs ({len(ok):,} finished) of "
+        f"`experiments/sweep_baseline_sobol.toml`, committed in "
+        f"`{BASELINE_SOBOL.relative_to(ROOT)}/` (report: `analysis/report.md`). Largest total "
+        "indices (ST, 95 % interval) per outcome; `converged`: no index moves by more than "
+        f"{CONVERGENCE_TOLERANCE} between N/2 and N.",
+        "",
+        "| outcome | scale | converged | largest ST (S1) |",
+        "|---|---|---|---|",
+    ]
+    for outcome, grp in idx.groupby("outcome", sort=False):
+        top = grp.sort_values("ST", ascending=False).head(4)
+        cells = ", ".join(
+            f"{r.parameter} {r.ST:.2f} ± {r.ST_conf:.2f} ({r.S1:.2f})" for r in top.itertuples()
+        )
+        conv = "no" if any("not converged" in w for w in warns.get(outcome, [])) else "yes"
+        lines.append(f"| {outcome} | {grp['scale'].iloc[0]} | {conv} | {cells} |")
+    undefined = int(ok["china_magnet_share_2035"].isna().sum())
+    lines += [
+        "",
+        f"Runaway runs: in {int((price > 500).sum())} of {len(ok):,} runs "
+        f"({100 * float((price > 500).mean()):.1f} %) the ex-China oxide price averages above "
+        f"500 USD/kg over 2024-2035 (highest {price.max():,.0f}); in {undefined} no magnet is "
+        "made in 2035, so China's share is undefined and that outcome gets no indices. "
+        f"Median {price.median():.0f} USD/kg.",
+    ]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------- engine
 def doc_files(root: Path = ROOT) -> list[Path]:
     """The Markdown files that may hold generated blocks."""

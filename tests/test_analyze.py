@@ -82,7 +82,7 @@ def test_analyze_writes_indices_prim_figures_report(tmp_path, method, n, cols):
     report = analyze(tmp_path / "o")
     text = report.read_text()
     idx = pd.read_csv(tmp_path / "o" / "analysis" / "indices.csv")
-    assert list(idx.columns) == ["outcome", "parameter", *cols]
+    assert list(idx.columns) == ["outcome", "scale", "parameter", *cols]
     assert set(idx["parameter"]) == {"demand", "sep"}
     us = idx[idx["outcome"] == "us_oxide_output"].set_index("parameter")
     # US oxide output is driven by the US separator's capacity far more than by demand

@@ -63,6 +63,12 @@ CONVERGENCE_TOLERANCE = 0.1
 largest mu*) above which the report says the indices have not converged."""
 
 
+BOOTSTRAP_SEED = 1
+"""Seed of SALib's bootstrap intervals. Not 0: SALib's Sobol analysis takes a seed of 0 as
+no seed (``if seed:``) and then draws its resamples from NumPy's global generator, so the
+intervals changed from one analysis to the next."""
+
+
 def _salib(method: str, spec: SweepSpec, problem: dict, X: np.ndarray, y: np.ndarray) -> dict:
     """SALib's indices with 95 % bootstrap intervals (200 resamples)."""
     with warnings.catch_warnings():
@@ -76,7 +82,7 @@ def _salib(method: str, spec: SweepSpec, problem: dict, X: np.ndarray, y: np.nda
                 calc_second_order=spec.design.calc_second_order,
                 num_resamples=200,
                 conf_level=0.95,
-                seed=0,
+                seed=BOOTSTRAP_SEED,
             )
             keys = ("S1", "S1_conf", "ST", "ST_conf")
         else:
@@ -89,7 +95,7 @@ def _salib(method: str, spec: SweepSpec, problem: dict, X: np.ndarray, y: np.nda
                 num_levels=spec.design.num_levels,
                 num_resamples=200,
                 conf_level=0.95,
-                seed=0,
+                seed=BOOTSTRAP_SEED,
             )
             keys = ("mu", "mu_star", "mu_star_conf", "sigma")
     return {k: np.asarray(si[k], float) for k in keys}
@@ -145,9 +151,12 @@ def outcome_warnings(method: str, y: np.ndarray, idx: dict, half: dict | None) -
 
 
 def sensitivity(
-    spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame
+    spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame, log: frozenset[str] = frozenset()
 ) -> tuple[pd.DataFrame, list[str], dict[str, list[str]]]:
     """Sobol or Morris indices per outcome, at N and N/2 (empty for grid and LHS designs).
+
+    Outcomes named in ``log`` are analysed as ``log(outcome)`` (they must be positive in
+    every run); their rows in the returned table carry ``scale = "log"``.
 
     Returns:
         The indices (``S1, S1_conf, ST, ST_conf, ST_half`` or ``mu, mu_star,
@@ -174,11 +183,17 @@ def sensitivity(
     for o in spec.outcomes:
         y = row_means(spec, runs, n_rows, o.name)
         if np.isnan(y).any():
-            notes.append(
-                f"{o.name}: {int(np.isnan(y).sum())} design rows lack results "
-                "(failed or missing runs); indices skipped"
-            )
+            notes.append(_missing_note(runs, o.name, y))
             continue
+        scale = "log" if o.name in log else "linear"
+        if scale == "log":
+            if (y <= 0).any():
+                notes.append(
+                    f"{o.name}: {int((y <= 0).sum())} design rows are <= 0, so it has no log "
+                    "scale; indices skipped (analyse it on the linear scale)"
+                )
+                continue
+            y = np.log(y)
         if np.nanstd(y) == 0:
             notes.append(f"{o.name}: constant across runs ({y[0]:.4g}); indices skipped")
             continue
@@ -190,10 +205,29 @@ def sensitivity(
             half = _salib(method, spec, problem, X[:n_half], y[:n_half])
         warns[o.name] = outcome_warnings(method, y, idx, half)
         for k, name in enumerate(problem["names"]):
-            row = {"outcome": o.name, "parameter": name, **{c: v[k] for c, v in idx.items()}}
+            row = {
+                "outcome": o.name,
+                "scale": scale,
+                "parameter": name,
+                **{c: v[k] for c, v in idx.items()},
+            }
             row[f"{key}_half"] = half[key][k] if half is not None else np.nan
             rows.append(row)
     return pd.DataFrame(rows), notes, warns
+
+
+def _missing_note(runs: pd.DataFrame, outcome: str, y: np.ndarray) -> str:
+    """Say why an outcome has design rows without a value.
+
+    Failed or missing runs, or runs that finished but where the outcome is undefined (e.g. a
+    share of a total that is zero).
+    """
+    ok = runs[runs["status"] == "ok"]
+    undefined = int(ok[outcome].isna().sum())
+    why = "failed or missing runs"
+    if undefined:
+        why = f"{undefined} finished run(s) where it is undefined (NaN), e.g. a share of zero"
+    return f"{outcome}: {int(np.isnan(y).sum())} design rows lack results ({why}); indices skipped"
 
 
 def _fig_indices(
@@ -216,7 +250,8 @@ def _fig_indices(
         ax.set_yticks(pos, grp["parameter"])
         ax.invert_yaxis()
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        ax.set_title(outcome)
+        log = grp["scale"].iloc[0] == "log" if "scale" in grp else False
+        ax.set_title(f"log({outcome})" if log else outcome)
         if warns.get(outcome):
             fig.text(
                 0.01,
@@ -302,7 +337,11 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
 
 
 def analyze(
-    out: str | Path, *, prim: tuple[str, float, bool] | None = None, figures: bool = True
+    out: str | Path,
+    *,
+    prim: tuple[str, float, bool] | None = None,
+    figures: bool = True,
+    log_outcomes: list[str] | None = None,
 ) -> Path:
     """Analyse a sweep directory and write ``analysis/report.md``.
 
@@ -311,6 +350,8 @@ def analyze(
         prim: ``(outcome, threshold, above)`` for scenario discovery; default from the
             spec's ``[analysis]`` table.
         figures: Whether to draw figures.
+        log_outcomes: Outcomes analysed on the log scale; default from the spec's
+            ``[analysis]`` table.
 
     Returns:
         The path of the report.
@@ -356,7 +397,14 @@ def analyze(
         lines += ["## Outcomes", "", _md_table(summ.rename_axis("outcome").reset_index()), ""]
 
     # sensitivity
-    idx, notes, warns = sensitivity(spec, design, runs)
+    log = frozenset(spec.analysis.log_outcomes if log_outcomes is None else log_outcomes)
+    unknown = sorted(log - {o.name for o in spec.outcomes})
+    if unknown:
+        raise UserError(
+            f"--log {', '.join(unknown)}: no such outcome in {out / 'sweep.json'} "
+            f"(outcomes: {', '.join(o.name for o in spec.outcomes)})"
+        )
+    idx, notes, warns = sensitivity(spec, design, runs, log)
     if not idx.empty:
         idx.to_csv(adir / "indices.csv", index=False)
         sobol = spec.design.method == "sobol"
@@ -372,9 +420,16 @@ def analyze(
             "",
         ]
         for outcome, grp in idx.groupby("outcome", sort=False):
-            lines += [f"### {outcome}", ""]
+            on_log = grp["scale"].iloc[0] == "log"
+            lines += [f"### log({outcome})" if on_log else f"### {outcome}", ""]
+            if on_log:
+                lines += [
+                    "Indices of the outcome's logarithm (relative changes; `[analysis] "
+                    "log_outcomes`), so that a few runaway runs do not decide them.",
+                    "",
+                ]
             lines += [f"**Warning**: {w}." for w in warns.get(outcome, [])]
-            lines += ["", _md_table(grp.drop(columns="outcome")), ""]
+            lines += ["", _md_table(grp.drop(columns=["outcome", "scale"])), ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
 

@@ -119,7 +119,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from sim.experiments.analyze import parse_prim
 
         prim = parse_prim(args.prim)
-    report = analyze(args.dir, prim=prim, figures=not args.no_figures)
+    report = analyze(args.dir, prim=prim, figures=not args.no_figures, log_outcomes=args.log)
     print(f"report written to {report}")
     return 0
 
@@ -150,6 +150,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar="OUTCOME>THRESHOLD",
         help="scenario discovery for runs with OUTCOME above (>) or below (<) "
         "THRESHOLD (default: the spec's [analysis])",
+    )
+    a.add_argument(
+        "--log",
+        metavar="OUTCOME",
+        action="append",
+        help="analyse OUTCOME on the log scale (repeatable; default: the spec's "
+        "[analysis] log_outcomes)",
     )
     a.add_argument("--no-figures", action="store_true")
     a.set_defaults(func=cmd_analyze)

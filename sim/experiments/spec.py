@@ -261,6 +261,12 @@ class AnalysisSpec(_Strict):
     prim_outcome: str | None = Field(None, description="outcome PRIM explains (a name)")
     prim_threshold: float | None = Field(None, description="cases of interest start here")
     prim_above: bool = Field(True, description="cases of interest: outcome above threshold")
+    log_outcomes: list[str] = Field(
+        default_factory=list,
+        description="outcomes whose sensitivity indices are computed on log(outcome): "
+        "positive, heavy-tailed outcomes such as prices, whose indices on the linear scale "
+        "a few runaway runs decide",
+    )
 
 
 class SweepSpec(_Strict):
@@ -311,6 +317,9 @@ class SweepSpec(_Strict):
                 pass  # choices are mapped from [0, 1) bins; allowed
         if self.analysis.prim_outcome is not None and self.analysis.prim_outcome not in names:
             raise ValueError(f"analysis.prim_outcome {self.analysis.prim_outcome!r} is no outcome")
+        unknown = sorted(set(self.analysis.log_outcomes) - set(names))
+        if unknown:
+            raise ValueError(f"analysis.log_outcomes: {unknown} are no outcomes")
         return self
 
     def fingerprint(self) -> str:
