@@ -303,6 +303,9 @@ def fan_table(out: Path, metric: str) -> pd.DataFrame:
 def _fig_fans(out: Path, spec: SweepSpec, fig_dir: Path, max_series: int = 12) -> list[str]:
     import matplotlib.pyplot as plt
 
+    from sim import metrics
+    from sim.figures import legend_below, style_dates
+
     files: list[str] = []
     for metric in sorted({k.metric for k in spec.keep}):
         bands = fan_table(out, metric)
@@ -311,15 +314,17 @@ def _fig_fans(out: Path, spec: SweepSpec, fig_dir: Path, max_series: int = 12) -
         for key, grp in bands.groupby(["product", "region", "sector"], sort=True):
             if len(files) >= max_series:
                 return files
-            fig, ax = plt.subplots(figsize=(6, 3))
-            d = grp["date"]
-            ax.fill_between(d, grp["p5"], grp["p95"], alpha=0.25, color="#4a7ab5", label="5-95%")
-            ax.fill_between(d, grp["p25"], grp["p75"], alpha=0.45, color="#4a7ab5", label="25-75%")
+            fig, ax = plt.subplots(figsize=(6, 3.4))
+            d = pd.to_datetime(grp["date"])
+            ax.fill_between(d, grp["p5"], grp["p95"], alpha=0.25, color="#4a7ab5", label="5-95 %")
+            ax.fill_between(d, grp["p25"], grp["p75"], alpha=0.45, color="#4a7ab5", label="25-75 %")
             ax.plot(d, grp["p50"], color="#1b3d6d", label="median")
             label = " / ".join(x for x in key if x)
-            ax.set_title(f"{metric}: {label}", fontsize=9)
-            ax.legend(fontsize=7)
-            fig.tight_layout()
+            ax.set_title(f"{label}: percentiles across runs", fontsize=9)
+            ax.set_ylabel(metrics.get(metric).axis_label(metric.split("_")[0]), fontsize=8)
+            style_dates(ax)
+            legend_below(fig, ax, ncol=3)
+            fig.tight_layout(rect=(0, 0.08, 1, 1))
             name = "fan_" + "_".join([metric, *[x for x in key if x]]) + ".png"
             fig.savefig(fig_dir / name, dpi=110)
             plt.close(fig)
