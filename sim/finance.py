@@ -342,9 +342,18 @@ def invest(model: SupplyChainModel) -> None:
         model.capacity_added += [
             (month, i, x, "closure") for i, x in zip(shrink.tolist(), d.tolist(), strict=True)
         ]
-        # lenders stop lending to a loss-maker with debt and no room: it exits
-        exit_ = shrink[(financing_room_usd(model, shrink) <= 0.0) & (fin.debt_usd[shrink] > 0)]
-        for i in exit_.tolist():
+    # lenders stop lending to a loss-maker with no room left whose debt exceeds what its plant
+    # is worth (capacity at replacement capex): it is insolvent and exits. A firm covering its
+    # variable cost but not its fixed cost keeps running (ODD 7.1), borrowing, until then; a
+    # new plant in its ramp-up owes no more than it cost.
+    losing = firms[
+        s.online[firms] & (s.cap[firms] > 0) & ~fin.exited[firms] & (s.margin_ema[firms] < 0.0)
+    ]
+    if losing.size:
+        owed = fin.debt_usd[losing] + fin.fund_debt_usd[losing]
+        worth = s.cap[losing] * capex_per_t(model, losing)
+        broke = (financing_room_usd(model, losing) <= 0.0) & (owed > worth)
+        for i in losing[broke].tolist():
             model.capacity_added.append((model.month_abs, i, -float(s.cap[i]), "exit"))
             s.cap[i] = 0.0
             s.online[i] = False

@@ -123,12 +123,17 @@ def pay_for_trade(model: SupplyChainModel) -> None:
 def pay_running_costs(model: SupplyChainModel) -> None:
     """Firms pay conversion costs to households; households pay OEMs for magnets used.
 
-    OEMs pass magnets on at their recent purchase price (``buy_price_ema``).
+    Conversion cost is paid in two parts (ODD 7.1): ``variable_cost_share`` of the unit
+    cost per tonne made, the rest per tonne of the plant's normal output (capacity x its
+    start utilisation) whether it runs or not, so that at its normal rate a plant pays its
+    unit cost. OEMs pass magnets on at their recent purchase price (``buy_price_ema``).
     """
     s, led = model.state, model.ledger
     firms, oem = model.firm_span, model.oem_span
     owners = model._owners
-    cost = s.op_cost[firms] * s.produced[firms]
+    v = model.world.behaviour.variable_cost_share
+    normal_t = s.cap[firms] * s.u0[firms] / 12.0
+    cost = s.op_cost[firms] * (v * s.produced[firms] + (1.0 - v) * normal_t)
     cost *= KG_PER_T
     use = s.consumed[oem] * s.buy_price_ema[oem]
     use *= KG_PER_T

@@ -35,7 +35,10 @@ def supply_share(
     price rises (``k``, the role's ``supply_elasticity``), so supply is elastic while there is
     spare capacity and steep near full capacity (the commodity "hockey stick"). The curve
     passes through each firm's operating point at the start (utilisation ``u0`` at price/cost
-    ratio ``r0``, see :func:`sim.expectations.init_expectations`).
+    ratio ``r0``, see :func:`sim.expectations.init_expectations`). Below variable cost
+    (:func:`variable_cost`) a firm makes nothing: each tonne would lose money, so it shuts
+    down (the short-run shutdown rule: supply is zero below average variable cost). Its
+    running rate follows over ``restart_months``.
 
     Returns:
         The share of capacity, and its elasticity to the price.
@@ -46,8 +49,21 @@ def supply_share(
     k = model.supply_elasticity[idx]
     spare = (1.0 - s.u0[idx]) * np.power(np.maximum(rel, 1e-12), -k)
     u = np.minimum(np.maximum(1.0 - spare, 0.0), 1.0)  # np.clip's values, at less call cost
+    u[price < variable_cost(model, idx)] = 0.0  # shutdown: each tonne would lose money
     e = np.divide(k * np.minimum(spare, 1.0), u, out=np.zeros(idx.size), where=u > 1e-9)
     return u, e
+
+
+def variable_cost(model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
+    """What one more kg of output costs (USD/kg), the firm's shutdown price.
+
+    The input at recent purchase prices plus the variable share of conversion
+    (``variable_cost_share``); the rest of conversion is paid on the capacity whether it
+    runs or not (:func:`sim.payments.pay_running_costs`).
+    """
+    s = model.state
+    v = model.world.behaviour.variable_cost_share
+    return s.buy_price_ema[idx] * s.in_ratio[idx] + v * s.conv_cost[idx]
 
 
 def price_index(model: SupplyChainModel) -> tuple[np.ndarray, np.ndarray]:

@@ -269,6 +269,13 @@ class BehaviourSpec(_Strict):
         3.0,
         description="months for idle capacity to ramp to the rate its supply curve wants (ODD 7.3)",
     )
+    variable_cost_share: Share = Field(
+        0.6,
+        description="share of a firm's conversion (or mining) cost paid per tonne made "
+        "(reagents, energy, variable labour); the rest is paid on its capacity each month "
+        "whether it runs or not. A firm stops below input cost plus this share (its "
+        "shutdown point, ODD 7.1)",
+    )
     price_floor_cost_share: Share = Field(
         0.6,
         description="sellers' reservation price: they hold stock rather than sell below this "

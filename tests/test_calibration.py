@@ -20,13 +20,6 @@ def _year(res, metric, product, region=None, year=2024):
     return ts.loc[sel, "value"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8, open: mines now produce what separators order (no stock-building at the "
-    "mine), and the model has no non-magnet NdPr demand (~10 % of NdPr oxide) while its 2024 "
-    "magnet demand (~210 kt) is below the 230 kt made: world mine output 347-350 kt against "
-    "USGS 390 (band 350-430)",
-)
 def test_mine_production_2024(baseline_run):
     world = _year(baseline_run, "production_t", "concentrate").sum()
     china = _year(baseline_run, "production_t", "concentrate", "china").sum()

@@ -162,11 +162,18 @@ def test_announced_tariff_cut_defers_us_purchases():
     """Deferral (sim/deferral.py) against its counterfactual: the same seeds, same controls,
     with the Geneva cut unannounced. Importers who know the tariff falls from 80 % (May blend)
     to 30 % in June postpone what their stock covers: US May imports fall further; nothing
-    changes before the announcement."""
+    changes before the announcement. Imports fall only where the postponed orders take them
+    below what the licences let through: in a seed whose US buyers still order more than that
+    after postponing, May imports stay at the licensed volume, so the fall is checked on the
+    4-seed mean and no seed may import more."""
     sc = _experiment().scenario("controls")
+    may_known, may_blind = [], []
     for seed in SEEDS:
         known = _runs(seed)["controls"]
         blind = _unannounced(sc).run(seed)
         for month in ("2025-03-01", "2025-04-01"):
             assert _exports(known, month, "usa") == pytest.approx(_exports(blind, month, "usa"))
-        assert _exports(known, "2025-05-01", "usa") < 0.9 * _exports(blind, "2025-05-01", "usa")
+        may_known.append(_exports(known, "2025-05-01", "usa"))
+        may_blind.append(_exports(blind, "2025-05-01", "usa"))
+        assert may_known[-1] <= may_blind[-1] + 1e-9
+    assert np.mean(may_known) < 0.9 * np.mean(may_blind)

@@ -49,8 +49,9 @@ def test_decisions_act_through_the_instruments_and_undo_replays(game):
     # the debrief's lines: every objective month by month, the game against no decisions
     assert len(d["months"]) == 24 and d["months"][0] == "2024-01"
     usa = d["lines"]["usa"]["US shortage (t)"]
-    assert usa["game"][-1] == pytest.approx(with_controls[0], rel=1e-6)
-    assert usa["baseline"][-1] == pytest.approx(with_controls[1], rel=1e-6)
+    # the debrief's lines are rounded to 2 decimals (sim/game/session.py)
+    assert usa["game"][-1] == pytest.approx(with_controls[0], abs=0.005)
+    assert usa["baseline"][-1] == pytest.approx(with_controls[1], abs=0.005)
 
 
 def test_games_are_isolated():

@@ -14,12 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim
+import sim.agents
+import sim.prices
 from sim.network import NP, P
 from sim.scenario import world_scenario
 from sim.scenarios import load_experiment, scenario_metrics
 from sim.shock import halt_peak_estimate
 from sim.synthetic import synthetic_world
-from sim.world import validate_world
+from sim.world import load_world, validate_world
 from tests.conftest import BASELINE, ROOT
 
 STRESS = ROOT / "experiments" / "stress_china_halt.toml"
@@ -173,3 +175,72 @@ def test_binding_export_caps_earn_a_border_rent_paid_by_foreign_buyers():
     )
     assert {region[p] for p in paid["payee"]} == {"china"}
     assert "china" not in {region.get(p, "?") for p in paid["payer"]}
+
+
+# ----------------------------------------------------------- shutdown below cost (ODD 7.1)
+def _hockey_stick_only(model, idx, price):
+    """The short-run supply curve without its shutdown point (the counterfactual)."""
+    s = model.state
+    cost = s.unit_cost[idx]
+    rel = np.divide(price, cost * s.normal_rel[idx], out=np.ones(idx.size), where=cost > 0)
+    k = model.supply_elasticity[idx]
+    spare = (1.0 - s.u0[idx]) * np.power(np.maximum(rel, 1e-12), -k)
+    u = np.minimum(np.maximum(1.0 - spare, 0.0), 1.0)
+    e = np.divide(k * np.minimum(spare, 1.0), u, out=np.zeros(idx.size), where=u > 1e-9)
+    return u, e
+
+
+def _losses(seed: int, monkeypatch) -> tuple[float, int]:
+    """Magnets made at a loss on the baseline, 2024-2030.
+
+    A plant-month counts when the plant made something although the price it planned on
+    (its ask, as received) was below its variable cost (:func:`sim.prices.variable_cost`)
+    that month: each of those tonnes lost money. Such a month is a wind-down month when the
+    plant's running rate fell from the month before (its supply curve wants nothing below
+    variable cost, and the rate follows over ``restart_months``).
+
+    Returns:
+        The share of magnets made at a loss, and the number of plant-months made at a loss
+        that were not wind-down months.
+    """
+    world = load_world(BASELINE)[0]
+    model = sim.SupplyChainModel(world, rng=seed, end="2030-12")
+    conv = model.idx["converter"]
+    below = np.zeros(model.nodes.n, bool)
+    curve = sim.agents.supply_share  # the curve in force (the rule, or the counterfactual)
+
+    def spy(model, idx, price):  # the price and cost each firm plans its output on
+        below[idx] = price < sim.prices.variable_cost(model, idx)
+        return curve(model, idx, price)
+
+    monkeypatch.setattr(sim.agents, "supply_share", spy)
+    mag = model.state.out_product[conv] == P["magnet"]
+    made = lossy = 0.0
+    steady = 0
+    while model.running:
+        before = model.state.run_rate[conv].copy()
+        model.step()
+        out = model.state.produced[conv]
+        loss = mag & below[conv] & (out > 0)
+        made += out[mag].sum()
+        lossy += out[loss].sum()
+        steady += int((loss & (model.state.run_rate[conv] >= before)).sum())
+    return lossy / made, steady
+
+
+def test_plants_do_not_make_magnets_at_a_loss(monkeypatch):
+    """Below variable cost a plant shuts down (ODD 7.1): it only winds down at a loss.
+
+    With the shutdown point, every plant-month made below variable cost is a wind-down
+    month (the running rate falling toward zero over ``restart_months``). Without it (the
+    hockey stick alone, the counterfactual) plants run on at a loss, from metal that costs
+    more than the magnets fetch, and a larger share of the baseline's magnets is made at a
+    loss.
+    """
+    with_rule = [_losses(s, monkeypatch) for s in (0, 1)]
+    assert all(steady == 0 for _, steady in with_rule), with_rule
+    monkeypatch.setattr(sim.prices, "supply_share", _hockey_stick_only)
+    monkeypatch.setattr(sim.agents, "supply_share", _hockey_stick_only)
+    without = [_losses(s, monkeypatch) for s in (0, 1)]
+    assert all(steady > 0 for _, steady in without), without
+    assert max(share for share, _ in with_rule) < min(share for share, _ in without)
