@@ -68,14 +68,14 @@ class Firm(Trader):
         Returns tonnes per firm.
         """
         s, b = model.state, model.world.behaviour
-        outp = s.out_product[idx]
-        sales = s.sales_ema[idx, outp]
-        stock = s.inv_out[idx, outp]
+        main = model.out_slot[idx]  # (firm, main output) in the raveled per-slot arrays
+        sales = s.sales_ema.reshape(-1)[main]
+        stock = s.inv_out.reshape(-1)[main]
         desired = np.maximum(
             sales + (b.seller_target_cover_months * sales - stock) / b.inventory_adjust_months,
             0.0,
         )
-        price = model.policies.price_received(model, idx, s.ask[idx, outp])
+        price = model.policies.price_received(model, idx, s.ask.reshape(-1)[main])
         # the running rate follows the supply curve; idle capacity restarts over restart_months
         wanted = supply_share(model, idx, price)[0]
         s.run_rate[idx] += (wanted - s.run_rate[idx]) / b.restart_months
@@ -87,10 +87,9 @@ class Firm(Trader):
     def book_output(cls, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray) -> None:
         """Add output to stock and to the month's production tally."""
         s = model.state
-        outp = s.out_product[idx]
-        s.inv_out[idx, outp] += out_t
+        s.inv_out.reshape(-1)[model.out_slot[idx]] += out_t
         s.produced[idx] += out_t
-        model.month.production_p += np.bincount(outp, out_t, minlength=NP)
+        model.month.production_p += np.bincount(s.out_product[idx], out_t, minlength=NP)
 
 
 class Mine(Firm):

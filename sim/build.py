@@ -33,6 +33,7 @@ from sim.network import make_links as choose_links
 from sim.payments import trade_layout
 from sim.policies import PolicySet, Tariffs
 from sim.policies.registry import build_instruments
+from sim.prices import slot_layout
 from sim.state import State
 from sim.world import PRODUCTS, SECTORS
 
@@ -57,6 +58,7 @@ def assemble(model: SupplyChainModel, *, record: bool = True) -> None:
     model.ndpr_contents = ndpr_contents(model)
     model.governments = [Government(model, g.region, g.name) for g in model.world.governments]
     model.policies = build_policies(model)
+    model.slot_layout = slot_layout(model)
 
 
 def build_ledger(model: SupplyChainModel, record: bool) -> None:
@@ -80,7 +82,9 @@ def build_ledger(model: SupplyChainModel, record: bool) -> None:
     model.oem_span = span(model.idx["oem"])
     model.sep_span = span(model.idx["separator"])
     model.buyer_span = span(model.idx["buyer"])
-    model.main_slot = firms * NP + model.state.out_product[firms]  # firms' main offer slots
+    # each node's main offer slot (node * NP + main output; meaningless for OEMs)
+    model.out_slot = np.arange(model.nodes.n) * NP + model.state.out_product
+    model.main_slot = model.out_slot[firms]  # firms' main offer slots
     model._settle_payer = np.concatenate([firms, lend, firms, firms, firms])
     model._settle_payee = np.concatenate([lend, firms, lend])  # then funds, owners
     model._owners_of_firms = model._owners[firms]

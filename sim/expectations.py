@@ -54,7 +54,7 @@ def update_expectations(model: SupplyChainModel) -> None:
     oem = model.idx["oem"]
     s.demand_ema[oem] = (1 - a) * s.demand_ema[oem] + a * s.demand[oem]
     cost = s.unit_cost[firms]
-    price = model.policies.price_received(model, firms, s.ask[firms, s.out_product[firms]])
+    price = model.policies.price_received(model, firms, s.ask.reshape(-1)[model.main_slot])
     margin = np.divide(price - cost, cost, out=np.zeros(firms.size), where=cost > 0)
     s.margin_ema[firms] = (1 - a / 3) * s.margin_ema[firms] + (a / 3) * margin
     update_risk(model)

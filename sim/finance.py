@@ -157,7 +157,7 @@ def project_pays(
 
 def main_ask(model: SupplyChainModel) -> np.ndarray:
     """Every firm's ask for its main output (firms in ``idx["firm"]`` order), USD/kg."""
-    return np.take(model.state.ask, model.main_slot)
+    return model.state.ask.reshape(-1)[model.main_slot]
 
 
 def track_risk(model: SupplyChainModel) -> None:
