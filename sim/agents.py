@@ -226,7 +226,7 @@ class OEM(Trader):
     def use_magnets(cls, model: SupplyChainModel) -> None:
         """Draw this month's magnet demand from stock; record what cannot be met as shortage."""
         s = model.state
-        idx = model.idx["oem"]
+        idx = model.oem_span  # a slice when OEMs are contiguous: views, not copies
         price_ratio = s.buy_price_ema[idx] / s.price_ref[idx]
         choke = model.world.behaviour.choke_price_multiple
         demand = (
@@ -256,7 +256,7 @@ class OEM(Trader):
         and relaxes at ``substitution_decay_per_month``.
         """
         s, b = model.state, model.world.behaviour
-        idx = model.idx["oem"]
+        idx = model.oem_span  # a slice when OEMs are contiguous: views, not copies
         ndpr = oxide_price_for(model, idx) / model.ref_price[P["oxide"]]
         driver = np.maximum(ndpr - b.substitution_price_threshold, 0.0)
         driver = driver + b.substitution_risk_weight * s.risk[idx]
@@ -268,7 +268,8 @@ class OEM(Trader):
         step = np.where(
             gap > 0, np.minimum(gap, rate), np.maximum(gap, -b.substitution_decay_per_month)
         )
-        s.theta[idx] = np.clip(s.theta[idx] + step, 0.0, s.theta_max[idx])
+        # np.clip's values (theta is never -0.0), at less call cost
+        s.theta[idx] = np.minimum(np.maximum(s.theta[idx] + step, 0.0), s.theta_max[idx])
 
 
 ROLE_CLASSES: dict[str, type[Trader]] = {

@@ -153,7 +153,8 @@ def build_network(model: SupplyChainModel) -> None:
     lead_cnt = np.bincount(model.links.dst, minlength=model.nodes.n)
     model.horizon = int(model.links.lead_months.max(initial=1)) + 2
     model.transit = np.zeros((model.horizon, model.links.n))
-    model._link_range = np.arange(model.links.n)
+    # each link's (lead row, link) position in the raveled transit ring, before the month
+    model._link_lead_at = model.links.lead_months * model.links.n + np.arange(model.links.n)
     model.relationship = np.zeros(model.links.n)  # link's share of the buyer's purchases
     model.link_rent = np.zeros(model.links.n)  # usd/kg premium of a binding link cap
     model._lead_mean = np.divide(lead_sum, lead_cnt, out=np.ones(model.nodes.n), where=lead_cnt > 0)

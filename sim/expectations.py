@@ -72,20 +72,20 @@ def update_risk(model: SupplyChainModel) -> None:
     """
     s, b = model.state, model.world.behaviour
     a = b.expectation_smoothing
-    buyers = model.idx["buyer"]
+    buyers = model.buyer_span  # a slice when buyers are contiguous: views, not copies
     orders = model.orders[buyers]
     got = model.clearing.received_order_t[buyers]
-    unfilled = np.divide(orders - got, orders, out=np.zeros(buyers.size), where=orders > 1e-12)
+    unfilled = np.divide(orders - got, orders, out=np.zeros(orders.size), where=orders > 1e-12)
     s.unfilled_ema[buyers] = (1 - a) * s.unfilled_ema[buyers] + a * np.maximum(unfilled, 0.0)
     slow = a / 4  # what buyers are used to: ~4x slower than their expectations
     s.unfilled_slow[buyers] = (1 - slow) * s.unfilled_slow[buyers] + slow * s.unfilled_ema[buyers]
     paid, base = s.buy_price_ema[buyers], s.price_slow[buyers]
-    momentum = np.log(np.divide(paid, base, out=np.ones(buyers.size), where=base > 0))
+    momentum = np.log(np.divide(paid, base, out=np.ones(paid.size), where=base > 0))
     s.price_slow[buyers] = (1 - slow) * base + slow * paid
     links = model.links
     controlled = np.zeros(model.nodes.n)
-    if links.n:
-        capped = np.isfinite(model.policies.terms.cap_t)
+    capped = np.isfinite(model.policies.terms.cap_t)
+    if links.n and capped.any():  # else every term is 0 x a share in [0, 1]: exact zeros
         controlled = np.bincount(links.dst, model.relationship * capped, minlength=model.nodes.n)
     raw = (
         b.precaution_unfilled_weight

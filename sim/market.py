@@ -116,9 +116,9 @@ def clear(
     offer = offer_slot_t[slot_ids]
     open_ = (terms.cap_t > 0) & (offer[slot] > 1e-9)
     rel_open = np.where(open_, rel, np.inf)
-    # each buyer's cheapest link (a minimum: exact in any order), over its run of links
-    best = np.minimum.reduceat(rel_open, links.seg_start)[links.seg_of_link]
-    w = np.where(open_, np.exp(-price_sensitivity * np.maximum(rel - best, 0.0)), 0.0)
+    best = np.full(n, np.inf)  # each buyer's cheapest link (a minimum: exact in any order)
+    np.minimum.at(best, links.dst, rel_open)
+    w = np.where(open_, np.exp(-price_sensitivity * np.maximum(rel - best[links.dst], 0.0)), 0.0)
 
     # round 1
     wanted = _spread(links, w, orders_t, n)

@@ -278,8 +278,12 @@ class SupplyChainModel(mesa.Model):
         if links.n == 0:
             return
         delay = self.rng_shipping.random(links.n) < b.shipping_delay_probability
-        arrive = (self.tau + links.lead_months + delay) % self.horizon
-        at = arrive * links.n + self._link_range  # (row, link) in the raveled ring: unique
+        # (row, link) in the raveled ring, row = (tau + lead + delay) % horizon: unique per
+        # link; lead + delay < horizon, so one wrap at most (integer modulo is slow)
+        at = self._link_lead_at + delay * links.n
+        at += (self.tau % self.horizon) * links.n
+        ring = self.transit.size
+        np.subtract(at, ring, out=at, where=at >= ring)
         self.transit.reshape(-1)[at] += c.shipped_t
         got = np.bincount(links.dst, c.shipped_t, minlength=self.nodes.n)
         s.pipeline += got
@@ -287,8 +291,11 @@ class SupplyChainModel(mesa.Model):
         lead = np.bincount(links.dst, c.shipped_t * links.lead_months, minlength=self.nodes.n)
         has = got > 1e-12
         a = b.expectation_smoothing
-        s.buy_price_ema[has] = (1 - a) * s.buy_price_ema[has] + a * paid[has] / got[has]
-        s.lead_mean[has] = (1 - a) * s.lead_mean[has] + a * lead[has] / got[has]
+        got_or_1 = np.where(has, got, 1.0)  # buyers that got nothing keep their values
+        ema = s.buy_price_ema
+        ema[:] = np.where(has, (1 - a) * ema + a * paid / got_or_1, ema)
+        ema = s.lead_mean
+        ema[:] = np.where(has, (1 - a) * ema + a * lead / got_or_1, ema)
         # a link a policy closes keeps its share: qualification is not lost in a halt
         ordered = (orders_link > 1e-12) & (self.policies.terms.cap_t > 0)
         got_link = got[links.dst]

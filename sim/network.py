@@ -86,12 +86,6 @@ class Links:
         return int(self.src.size)
 
     @cached_property
-    def seg_of_link(self) -> np.ndarray:
-        """Each link's buyer run (index into ``seg_start``): per-buyer values spread to links."""
-        ends = np.append(self.seg_start[1:], self.n)
-        return np.repeat(np.arange(self.seg_start.size), ends - self.seg_start)
-
-    @cached_property
     def offer_slots(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct offer slots of the links (sorted) and each link's index into them."""
         return np.unique(self.slot, return_inverse=True)
