@@ -14,7 +14,7 @@ from mesa.discrete_space import FixedAgent
 
 from sim.government import Government  # noqa: F401  (re-export; lives in sim.government)
 from sim.network import NP, P
-from sim.prices import oxide_price_for, supply_share
+from sim.prices import oxide_price_for, running_share
 
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
@@ -77,7 +77,7 @@ class Firm(Trader):
         )
         price = model.policies.price_received(model, idx, s.ask.reshape(-1)[main])
         # the running rate follows the supply curve; idle capacity restarts over restart_months
-        wanted = supply_share(model, idx, price)[0]
+        wanted = running_share(model, idx, price)
         s.run_rate[idx] += (wanted - s.run_rate[idx]) / b.restart_months
         plan = np.minimum(desired, model.available_capacity_t(idx) * s.run_rate[idx])
         s.plan[idx] = plan

@@ -202,16 +202,16 @@ def _reroute(
         else:  # the links left all have weight > 0 (weights do not change)
             room = np.maximum(cap_t[eligible] - ship[eligible], 0.0)
             ok = (unmet_b > 0)[dst] & (left_s > 1e-12)[slot] & (room > 1e-12)
-        keep = np.flatnonzero(ok)
+        keep = ok.nonzero()[0]
         if keep.size == 0:
             return received  # nothing more can be placed
         eligible = keep if eligible is None else eligible[keep]
         dst, slot, weight, room = dst[keep], slot[keep], weight[keep], room[keep]
         total = np.bincount(dst, weight, minlength=n)[dst]
         want2 = np.minimum(weight / total * unmet_b[dst], room)
-        demand2 = np.bincount(slot, want2, minlength=n_slots)[slot]
-        fill2 = np.divide(left_s[slot], demand2, out=np.ones(slot.size), where=demand2 > 1e-12)
-        ship2 = want2 * np.minimum(fill2, 1.0)
+        demand2 = np.bincount(slot, want2, minlength=n_slots)  # per slot, then its links
+        fill2 = np.divide(left_s, demand2, out=np.ones(n_slots), where=demand2 > 1e-12)
+        ship2 = want2 * np.minimum(fill2, 1.0)[slot]
         ship[eligible] += ship2
         sold += np.bincount(slot, ship2, minlength=n_slots)
         received = None

@@ -83,14 +83,31 @@ def supply_share(
     Returns:
         The share of capacity, and its elasticity to the price.
     """
+    spare, k = _spare_share(model, idx, price)
+    u = _running(spare)
+    e = np.divide(k * np.minimum(spare, 1.0), u, out=np.zeros(u.size), where=u > 1e-9)
+    return u, e
+
+
+def running_share(model: SupplyChainModel, idx: np.ndarray, price: np.ndarray) -> np.ndarray:
+    """The share of capacity worth running at ``price`` (:func:`supply_share` without e)."""
+    return _running(_spare_share(model, idx, price)[0])
+
+
+def _running(spare: np.ndarray) -> np.ndarray:
+    """Share of capacity running, ``1 - spare`` within [0, 1]."""
+    return np.minimum(np.maximum(1.0 - spare, 0.0), 1.0)  # np.clip's values, at less call cost
+
+
+def _spare_share(
+    model: SupplyChainModel, idx: np.ndarray, price: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spare capacity share ``1 - u`` of the supply curve at ``price``, and its exponent."""
     s = model.state
     cost = s.unit_cost[idx]
-    rel = np.divide(price, cost * s.normal_rel[idx], out=np.ones(idx.size), where=cost > 0)
+    rel = np.divide(price, cost * s.normal_rel[idx], out=np.ones(cost.size), where=cost > 0)
     k = model.supply_elasticity[idx]
-    spare = (1.0 - s.u0[idx]) * np.power(np.maximum(rel, 1e-12), -k)
-    u = np.minimum(np.maximum(1.0 - spare, 0.0), 1.0)  # np.clip's values, at less call cost
-    e = np.divide(k * np.minimum(spare, 1.0), u, out=np.zeros(idx.size), where=u > 1e-9)
-    return u, e
+    return (1.0 - s.u0[idx]) * np.power(np.maximum(rel, 1e-12), -k), k
 
 
 def price_index(model: SupplyChainModel) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +218,7 @@ def _market_step(
     b = model.world.behaviour
     key = model.slot_layout.key
     # sums over the active slots only: the others would add exact zeros
-    on = np.flatnonzero(active)
+    on = active.nonzero()[0]
     key_on = key[on]
     d_on = d[on]
     d_m = np.bincount(key_on, d_on, minlength=2 * NP)
