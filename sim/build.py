@@ -367,6 +367,8 @@ def build_demand(model: SupplyChainModel) -> None:
     for k in range(1, model._eol_h):
         hist[(-k) % model._eol_h] = base * np.power(1.0 + first_rate, -k / 12.0)
     model._eol_hist = hist
+    # (sector, region) -> position in a raveled row of the ring (end_of_life_magnets_t)
+    model._eol_at = np.arange(n_reg)[None, :] * len(SECTORS) + np.arange(len(SECTORS))[:, None]
     model._eol_slot = s.region * len(SECTORS) + s.sector
 
 

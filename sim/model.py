@@ -20,7 +20,7 @@ from sim.network import NP
 from sim.prices import border_rent, price_index, set_prices
 from sim.recorder import Recorder
 from sim.state import MonthTally, State
-from sim.world import SECTORS, World
+from sim.world import World
 
 __all__ = ["MonthTally", "State", "SupplyChainModel"]
 
@@ -69,7 +69,10 @@ class SupplyChainModel(mesa.Model):
     def end_of_life_magnets_t(self) -> np.ndarray:
         """Magnets reaching end of life this month, by region (t magnet)."""
         rows = (self.tau - self._eol_lag) % self._eol_h
-        return self._eol_hist[rows, :, np.arange(len(SECTORS))].sum(axis=0)
+        hist = self._eol_hist
+        # hist[rows[k], :, k] for each sector k, as (sector, region), summed over sectors
+        at = rows[:, None] * (hist.size // hist.shape[0]) + self._eol_at
+        return hist.reshape(-1)[at].sum(axis=0)
 
     def record_use(self, idx: np.ndarray, use_t: np.ndarray) -> None:
         """Remember magnets put into use this month (for end-of-life flows later)."""
