@@ -60,6 +60,15 @@ class Firm(Trader):
         return float(s.ask[self.idx, s.out_product[self.idx]])
 
     @classmethod
+    def plan(cls, model: SupplyChainModel) -> None:
+        """Every firm plans this month's output (``state.plan``), before any produces.
+
+        Planning reads only each firm's own sales, stocks, prices and capacity, which no
+        production or collection this month changes, so one pass serves every role.
+        """
+        cls.plan_output(model, model.idx["firm"])
+
+    @classmethod
     def plan_output(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
         """Output wanted this month: expected sales plus stock correction, within capacity.
 
@@ -101,7 +110,7 @@ class Mine(Firm):
     def produce(cls, model: SupplyChainModel) -> None:
         """Mine at planned utilisation (within capacity and quotas)."""
         idx = model.idx["mine"]
-        planned = cls.plan_output(model, idx)
+        planned = model.state.plan[idx]  # set by Firm.plan
         out = model.policies.cap_production(model, idx, planned)
         model.state.output_bound[idx] = out < planned * 0.98  # held back by a quota
         cls.book_output(model, idx, out)
@@ -130,7 +139,7 @@ class Converter(Firm):
     def convert(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
         """Produce within capacity and input stock; consume inputs. Returns output (t)."""
         s = model.state
-        planned = cls.plan_output(model, idx)
+        planned = s.plan[idx]  # set by Firm.plan
         possible = np.divide(s.inv_in[idx], s.in_ratio[idx])
         out = np.minimum(planned, possible)
         out = model.policies.cap_production(model, idx, out)

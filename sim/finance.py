@@ -166,7 +166,7 @@ def track_risk(model: SupplyChainModel) -> None:
     price = model.policies.price_received(model, model.idx["firm"], main_ask(model))
     last = fin.last_price[firms]
     ok = (price > 0) & (last > 0)
-    if np.count_nonzero(ok) == ok.size:
+    if ok.all():
         r = np.log(price)
         r -= np.log(last)
     else:
@@ -208,7 +208,7 @@ def settle(model: SupplyChainModel) -> None:
     debt -= repay
     if not isinstance(firms, slice):  # a gathered copy: write it back
         fin.debt_usd[firms] = debt
-    if np.count_nonzero(fin.fund_debt_usd):
+    if fin.fund_debt_usd.any():
         back = np.minimum(surplus - repay, fin.fund_debt_usd[firms])
         fin.fund_debt_usd[firms] -= back
         cash -= repay + back

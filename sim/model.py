@@ -8,7 +8,7 @@ import mesa
 import numpy as np
 
 from sim import payments
-from sim.agents import OEM, Converter, Mine, Recycler
+from sim.agents import OEM, Converter, Firm, Mine, Recycler
 from sim.build import assemble
 from sim.calendar import parse_month
 from sim.deferral import defer_orders
@@ -157,6 +157,7 @@ class SupplyChainModel(mesa.Model):
         self.receive()
         self.build()
         self._update_unit_cost()
+        Firm.plan(self)  # output wanted, on each firm's supply curve
         Mine.produce(self)
         Recycler.collect(self)
         Converter.produce(self)  # separators, metal makers, magnet plants, recyclers
