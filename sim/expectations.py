@@ -49,13 +49,14 @@ def update_expectations(model: SupplyChainModel) -> None:
     slots = model.sell_slots
     # expected sales follow the orders received (not only what could be delivered)
     sales[slots] = (1 - a) * sales[slots] + a * model.clearing.demand_slot_t[slots]
-    firms = model.idx["firm"]
+    firms = model.firm_span  # slices when roles are contiguous: views, not copies
     s.prod_ema[firms] = (1 - a) * s.prod_ema[firms] + a * s.produced[firms]
-    oem = model.idx["oem"]
+    oem = model.oem_span
     s.demand_ema[oem] = (1 - a) * s.demand_ema[oem] + a * s.demand[oem]
     cost = s.unit_cost[firms]
-    price = model.policies.price_received(model, firms, s.ask.reshape(-1)[model.main_slot])
-    margin = np.divide(price - cost, cost, out=np.zeros(firms.size), where=cost > 0)
+    main_ask = s.ask.reshape(-1)[model.main_slot]
+    price = model.policies.price_received(model, model.idx["firm"], main_ask)
+    margin = np.divide(price - cost, cost, out=np.zeros(cost.size), where=cost > 0)
     s.margin_ema[firms] = (1 - a / 3) * s.margin_ema[firms] + (a / 3) * margin
     update_risk(model)
 
