@@ -225,13 +225,14 @@ def settle(model: SupplyChainModel) -> None:
     out -= payout
     net[firms] = out
     add = np.add.reduce
-    net[lenders] += float(add(interest) - add(draw) + add(repay))
+    interest_usd, draw_usd, repay_usd = add(interest), add(draw), add(repay)
+    net[lenders] += float(interest_usd - draw_usd + repay_usd)
     if back is not None:
         fund = np.where(fin.fund_of[firms] >= 0, fin.fund_of[firms], lenders)
         net += np.bincount(fund, back, minlength=net.size)
     owners = model._owners_of_firms
     net += np.bincount(owners, payout, minlength=net.size)
-    gross = add(interest) + add(draw) + add(repay) + add(payout)
+    gross = interest_usd + draw_usd + repay_usd + add(payout)
     led.post_net(net, float(gross if back is None else gross + add(back)))
     if led.record and led.month_row >= 0:
         if back is None:
