@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.arrays import full
+
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
 
@@ -81,7 +83,7 @@ def update_risk(model: SupplyChainModel) -> None:
     slow = a / 4  # what buyers are used to: ~4x slower than their expectations
     s.unfilled_slow[buyers] = (1 - slow) * s.unfilled_slow[buyers] + slow * s.unfilled_ema[buyers]
     paid, base = s.buy_price_ema[buyers], s.price_slow[buyers]
-    momentum = np.log(np.divide(paid, base, out=np.ones(paid.size), where=base > 0))
+    momentum = np.log(np.divide(paid, base, out=full(paid.size, 1.0), where=base > 0))
     s.price_slow[buyers] = (1 - slow) * base + slow * paid
     links = model.links
     controlled = np.zeros(model.nodes.n)

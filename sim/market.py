@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.arrays import full
 from sim.network import NP, Links
 from sim.policies.base import LinkTerms
 
@@ -116,7 +117,7 @@ def clear(
     offer = offer_slot_t[slot_ids]
     open_ = (terms.cap_t > 0) & (offer[slot] > 1e-9)
     rel_open = np.where(open_, rel, np.inf)
-    best = np.full(n, np.inf)  # each buyer's cheapest link (a minimum: exact in any order)
+    best = full(n, np.inf)  # each buyer's cheapest link (a minimum: exact in any order)
     np.minimum.at(best, links.dst, rel_open)
     w = np.where(open_, np.exp(-price_sensitivity * np.maximum(rel - best[links.dst], 0.0)), 0.0)
 
@@ -124,7 +125,7 @@ def clear(
     wanted = _spread(links, w, orders_t, n)
     want = np.minimum(wanted, cap_t)
     offered = np.bincount(slot, want, minlength=slot_ids.size)
-    fill = np.divide(offer, offered, out=np.ones(slot_ids.size), where=offered > 1e-12)
+    fill = np.divide(offer, offered, out=full(slot_ids.size, 1.0), where=offered > 1e-12)
     np.minimum(fill, 1.0, out=fill)
     ship = want * fill[slot]
 
@@ -210,7 +211,7 @@ def _reroute(
         total = np.bincount(dst, weight, minlength=n)[dst]
         want2 = np.minimum(weight / total * unmet_b[dst], room)
         demand2 = np.bincount(slot, want2, minlength=n_slots)  # per slot, then its links
-        fill2 = np.divide(left_s, demand2, out=np.ones(n_slots), where=demand2 > 1e-12)
+        fill2 = np.divide(left_s, demand2, out=full(n_slots, 1.0), where=demand2 > 1e-12)
         ship2 = want2 * np.minimum(fill2, 1.0)[slot]
         ship[eligible] += ship2
         sold += np.bincount(slot, ship2, minlength=n_slots)

@@ -9,6 +9,7 @@ import numpy as np
 
 from sim import payments
 from sim.agents import OEM, Converter, Firm, Mine, Recycler
+from sim.arrays import full
 from sim.build import assemble
 from sim.calendar import parse_month
 from sim.deferral import defer_orders
@@ -243,7 +244,7 @@ class SupplyChainModel(mesa.Model):
         # inputs for the output planned this month (idle capacity creates no demand)
         use[conv] = s.plan[conv] * s.in_ratio[conv]
         use[oem] = s.demand_ema[oem]
-        normal = np.full(self.nodes.n, b.buyer_target_cover_months)
+        normal = full(self.nodes.n, b.buyer_target_cover_months)
         normal[oem] = s.target_cover[oem]
         s.cover_months[:] = normal * (1.0 + s.risk)
         self.precautionary_target_t = use * normal * s.risk  # stock wanted above normal cover

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.arrays import full
 from sim.network import NP, P
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def _spare_share(
     """Spare capacity share ``1 - u`` of the supply curve at ``price``, and its exponent."""
     s = model.state
     cost = s.unit_cost[idx]
-    rel = np.divide(price, cost * s.normal_rel[idx], out=np.ones(cost.size), where=cost > 0)
+    rel = np.divide(price, cost * s.normal_rel[idx], out=full(cost.size, 1.0), where=cost > 0)
     k = model.supply_elasticity[idx]
     return (1.0 - s.u0[idx]) * np.power(np.maximum(rel, 1e-12), -k), k
 
@@ -225,7 +226,7 @@ def _market_step(
     s_m = np.bincount(key_on, sup[on], minlength=2 * NP)
     es_m = np.bincount(key_on, (sup * e_s)[on], minlength=2 * NP)
     es_m = np.divide(es_m, s_m, out=np.zeros(2 * NP), where=s_m > 0)
-    gap_m = np.log(np.divide(d_m, s_m, out=np.ones(2 * NP), where=(s_m > 0) & (d_m > 0)))
+    gap_m = np.log(np.divide(d_m, s_m, out=full(2 * NP, 1.0), where=(s_m > 0) & (d_m > 0)))
     # buyers switch to the other market's spare supply over the links a policy leaves open:
     # demand there is more elastic
     other = _OTHER_MARKET
@@ -235,7 +236,7 @@ def _market_step(
     p_m = np.divide(
         np.bincount(key_on, d_on * rel_price[on], minlength=2 * NP),
         d_m,
-        out=np.ones(2 * NP),
+        out=full(2 * NP, 1.0),
         where=d_m > 0,
     )
     e_d = b.perceived_demand_elasticity + b.price_sensitivity * p_m * switch
@@ -278,11 +279,11 @@ def _own_elasticity(
     """
     s, b, c, links = model.state, model.world.behaviour, model.clearing, model.links
     fill_b = np.divide(
-        c.received_order_t, model.orders, out=np.ones(model.nodes.n), where=model.orders > 1e-12
+        c.received_order_t, model.orders, out=full(model.nodes.n, 1.0), where=model.orders > 1e-12
     )
     fw = np.bincount(links.slot, c.wanted_t * fill_b[links.dst], minlength=s.ask.size)[slots]
     ww = np.bincount(links.slot, c.wanted_t, minlength=s.ask.size)[slots]
-    fill = np.divide(fw, ww, out=np.ones(slots.size), where=ww > 1e-12)
+    fill = np.divide(fw, ww, out=full(slots.size, 1.0), where=ww > 1e-12)
     return np.maximum(b.price_sensitivity * rel_price * fill + e_s, b.perceived_demand_elasticity)
 
 
