@@ -14,7 +14,7 @@ from mesa.discrete_space import FixedAgent
 
 from sim.government import Government  # noqa: F401  (re-export; lives in sim.government)
 from sim.network import NP, P
-from sim.prices import oxide_price_for, supply_share
+from sim.prices import oxide_price_for, running_share
 
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
@@ -68,16 +68,16 @@ class Firm(Trader):
         Returns tonnes per firm.
         """
         s, b = model.state, model.world.behaviour
-        outp = s.out_product[idx]
-        sales = s.sales_ema[idx, outp]
-        stock = s.inv_out[idx, outp]
+        main = model.out_slot[idx]  # (firm, main output) in the raveled per-slot arrays
+        sales = s.sales_ema.reshape(-1)[main]
+        stock = s.inv_out.reshape(-1)[main]
         desired = np.maximum(
             sales + (b.seller_target_cover_months * sales - stock) / b.inventory_adjust_months,
             0.0,
         )
-        price = model.policies.price_received(model, idx, s.ask[idx, outp])
+        price = model.policies.price_received(model, idx, s.ask.reshape(-1)[main])
         # the running rate follows the supply curve; idle capacity restarts over restart_months
-        wanted = supply_share(model, idx, price)[0]
+        wanted = running_share(model, idx, price)
         s.run_rate[idx] += (wanted - s.run_rate[idx]) / b.restart_months
         plan = np.minimum(desired, model.available_capacity_t(idx) * s.run_rate[idx])
         s.plan[idx] = plan
@@ -87,10 +87,9 @@ class Firm(Trader):
     def book_output(cls, model: SupplyChainModel, idx: np.ndarray, out_t: np.ndarray) -> None:
         """Add output to stock and to the month's production tally."""
         s = model.state
-        outp = s.out_product[idx]
-        s.inv_out[idx, outp] += out_t
+        s.inv_out.reshape(-1)[model.out_slot[idx]] += out_t
         s.produced[idx] += out_t
-        model.month.production_p += np.bincount(outp, out_t, minlength=NP)
+        model.month.production_p += np.bincount(s.out_product[idx], out_t, minlength=NP)
 
 
 class Mine(Firm):
@@ -131,6 +130,7 @@ class Converter(Firm):
     def convert(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
         """Produce within capacity and input stock; consume inputs. Returns output (t)."""
         s = model.state
+        # planned after the separators set their yield (variable cost reads in_ratio)
         planned = cls.plan_output(model, idx)
         possible = np.divide(s.inv_in[idx], s.in_ratio[idx])
         out = np.minimum(planned, possible)
@@ -227,7 +227,7 @@ class OEM(Trader):
     def use_magnets(cls, model: SupplyChainModel) -> None:
         """Draw this month's magnet demand from stock; record what cannot be met as shortage."""
         s = model.state
-        idx = model.idx["oem"]
+        idx = model.oem_span  # a slice when OEMs are contiguous: views, not copies
         price_ratio = s.buy_price_ema[idx] / s.price_ref[idx]
         choke = model.world.behaviour.choke_price_multiple
         demand = (
@@ -257,7 +257,7 @@ class OEM(Trader):
         and relaxes at ``substitution_decay_per_month``.
         """
         s, b = model.state, model.world.behaviour
-        idx = model.idx["oem"]
+        idx = model.oem_span  # a slice when OEMs are contiguous: views, not copies
         ndpr = oxide_price_for(model, idx) / model.ref_price[P["oxide"]]
         driver = np.maximum(ndpr - b.substitution_price_threshold, 0.0)
         driver = driver + b.substitution_risk_weight * s.risk[idx]
@@ -269,7 +269,8 @@ class OEM(Trader):
         step = np.where(
             gap > 0, np.minimum(gap, rate), np.maximum(gap, -b.substitution_decay_per_month)
         )
-        s.theta[idx] = np.clip(s.theta[idx] + step, 0.0, s.theta_max[idx])
+        # np.clip's values (theta is never -0.0), at less call cost
+        s.theta[idx] = np.minimum(np.maximum(s.theta[idx] + step, 0.0), s.theta_max[idx])
 
 
 ROLE_CLASSES: dict[str, type[Trader]] = {

@@ -33,6 +33,7 @@ from sim.network import make_links as choose_links
 from sim.payments import trade_layout
 from sim.policies import PolicySet, Tariffs
 from sim.policies.registry import build_instruments
+from sim.prices import slot_layout
 from sim.state import State
 from sim.world import PRODUCTS, SECTORS
 
@@ -57,6 +58,7 @@ def assemble(model: SupplyChainModel, *, record: bool = True) -> None:
     model.ndpr_contents = ndpr_contents(model)
     model.governments = [Government(model, g.region, g.name) for g in model.world.governments]
     model.policies = build_policies(model)
+    model.slot_layout = slot_layout(model)
 
 
 def build_ledger(model: SupplyChainModel, record: bool) -> None:
@@ -80,7 +82,9 @@ def build_ledger(model: SupplyChainModel, record: bool) -> None:
     model.oem_span = span(model.idx["oem"])
     model.sep_span = span(model.idx["separator"])
     model.buyer_span = span(model.idx["buyer"])
-    model.main_slot = firms * NP + model.state.out_product[firms]  # firms' main offer slots
+    # each node's main offer slot (node * NP + main output; meaningless for OEMs)
+    model.out_slot = np.arange(model.nodes.n) * NP + model.state.out_product
+    model.main_slot = model.out_slot[firms]  # firms' main offer slots
     model._settle_payer = np.concatenate([firms, lend, firms, firms, firms])
     model._settle_payee = np.concatenate([lend, firms, lend])  # then funds, owners
     model._owners_of_firms = model._owners[firms]
@@ -149,7 +153,8 @@ def build_network(model: SupplyChainModel) -> None:
     lead_cnt = np.bincount(model.links.dst, minlength=model.nodes.n)
     model.horizon = int(model.links.lead_months.max(initial=1)) + 2
     model.transit = np.zeros((model.horizon, model.links.n))
-    model._link_range = np.arange(model.links.n)
+    # each link's (lead row, link) position in the raveled transit ring, before the month
+    model._link_lead_at = model.links.lead_months * model.links.n + np.arange(model.links.n)
     model.relationship = np.zeros(model.links.n)  # link's share of the buyer's purchases
     model.link_rent = np.zeros(model.links.n)  # usd/kg premium of a binding link cap
     model._lead_mean = np.divide(lead_sum, lead_cnt, out=np.ones(model.nodes.n), where=lead_cnt > 0)
@@ -362,6 +367,8 @@ def build_demand(model: SupplyChainModel) -> None:
     for k in range(1, model._eol_h):
         hist[(-k) % model._eol_h] = base * np.power(1.0 + first_rate, -k / 12.0)
     model._eol_hist = hist
+    # (sector, region) -> position in a raveled row of the ring (end_of_life_magnets_t)
+    model._eol_at = np.arange(n_reg)[None, :] * len(SECTORS) + np.arange(len(SECTORS))[:, None]
     model._eol_slot = s.region * len(SECTORS) + s.sector
 
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.arrays import full
+
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
 
@@ -49,13 +51,14 @@ def update_expectations(model: SupplyChainModel) -> None:
     slots = model.sell_slots
     # expected sales follow the orders received (not only what could be delivered)
     sales[slots] = (1 - a) * sales[slots] + a * model.clearing.demand_slot_t[slots]
-    firms = model.idx["firm"]
+    firms = model.firm_span  # slices when roles are contiguous: views, not copies
     s.prod_ema[firms] = (1 - a) * s.prod_ema[firms] + a * s.produced[firms]
-    oem = model.idx["oem"]
+    oem = model.oem_span
     s.demand_ema[oem] = (1 - a) * s.demand_ema[oem] + a * s.demand[oem]
     cost = s.unit_cost[firms]
-    price = model.policies.price_received(model, firms, s.ask[firms, s.out_product[firms]])
-    margin = np.divide(price - cost, cost, out=np.zeros(firms.size), where=cost > 0)
+    main_ask = s.ask.reshape(-1)[model.main_slot]
+    price = model.policies.price_received(model, model.idx["firm"], main_ask)
+    margin = np.divide(price - cost, cost, out=np.zeros(cost.size), where=cost > 0)
     s.margin_ema[firms] = (1 - a / 3) * s.margin_ema[firms] + (a / 3) * margin
     update_risk(model)
 
@@ -72,20 +75,20 @@ def update_risk(model: SupplyChainModel) -> None:
     """
     s, b = model.state, model.world.behaviour
     a = b.expectation_smoothing
-    buyers = model.idx["buyer"]
+    buyers = model.buyer_span  # a slice when buyers are contiguous: views, not copies
     orders = model.orders[buyers]
     got = model.clearing.received_order_t[buyers]
-    unfilled = np.divide(orders - got, orders, out=np.zeros(buyers.size), where=orders > 1e-12)
+    unfilled = np.divide(orders - got, orders, out=np.zeros(orders.size), where=orders > 1e-12)
     s.unfilled_ema[buyers] = (1 - a) * s.unfilled_ema[buyers] + a * np.maximum(unfilled, 0.0)
     slow = a / 4  # what buyers are used to: ~4x slower than their expectations
     s.unfilled_slow[buyers] = (1 - slow) * s.unfilled_slow[buyers] + slow * s.unfilled_ema[buyers]
     paid, base = s.buy_price_ema[buyers], s.price_slow[buyers]
-    momentum = np.log(np.divide(paid, base, out=np.ones(buyers.size), where=base > 0))
+    momentum = np.log(np.divide(paid, base, out=full(paid.size, 1.0), where=base > 0))
     s.price_slow[buyers] = (1 - slow) * base + slow * paid
     links = model.links
     controlled = np.zeros(model.nodes.n)
-    if links.n:
-        capped = np.isfinite(model.policies.terms.cap_t)
+    capped = np.isfinite(model.policies.terms.cap_t)
+    if links.n and capped.any():  # else every term is 0 x a share in [0, 1]: exact zeros
         controlled = np.bincount(links.dst, model.relationship * capped, minlength=model.nodes.n)
     raw = (
         b.precaution_unfilled_weight

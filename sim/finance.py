@@ -157,7 +157,7 @@ def project_pays(
 
 def main_ask(model: SupplyChainModel) -> np.ndarray:
     """Every firm's ask for its main output (firms in ``idx["firm"]`` order), USD/kg."""
-    return np.take(model.state.ask, model.main_slot)
+    return model.state.ask.reshape(-1)[model.main_slot]
 
 
 def track_risk(model: SupplyChainModel) -> None:
@@ -166,7 +166,7 @@ def track_risk(model: SupplyChainModel) -> None:
     price = model.policies.price_received(model, model.idx["firm"], main_ask(model))
     last = fin.last_price[firms]
     ok = (price > 0) & (last > 0)
-    if np.count_nonzero(ok) == ok.size:
+    if ok.all():
         r = np.log(price)
         r -= np.log(last)
     else:
@@ -208,7 +208,7 @@ def settle(model: SupplyChainModel) -> None:
     debt -= repay
     if not isinstance(firms, slice):  # a gathered copy: write it back
         fin.debt_usd[firms] = debt
-    if np.count_nonzero(fin.fund_debt_usd):
+    if fin.fund_debt_usd.any():
         back = np.minimum(surplus - repay, fin.fund_debt_usd[firms])
         fin.fund_debt_usd[firms] -= back
         cash -= repay + back
@@ -225,13 +225,14 @@ def settle(model: SupplyChainModel) -> None:
     out -= payout
     net[firms] = out
     add = np.add.reduce
-    net[lenders] += float(add(interest) - add(draw) + add(repay))
+    interest_usd, draw_usd, repay_usd = add(interest), add(draw), add(repay)
+    net[lenders] += float(interest_usd - draw_usd + repay_usd)
     if back is not None:
         fund = np.where(fin.fund_of[firms] >= 0, fin.fund_of[firms], lenders)
         net += np.bincount(fund, back, minlength=net.size)
     owners = model._owners_of_firms
     net += np.bincount(owners, payout, minlength=net.size)
-    gross = add(interest) + add(draw) + add(repay) + add(payout)
+    gross = interest_usd + draw_usd + repay_usd + add(payout)
     led.post_net(net, float(gross if back is None else gross + add(back)))
     if led.record and led.month_row >= 0:
         if back is None:

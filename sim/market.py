@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.arrays import full
 from sim.network import NP, Links
 from sim.policies.base import LinkTerms
 
@@ -116,7 +117,7 @@ def clear(
     offer = offer_slot_t[slot_ids]
     open_ = (terms.cap_t > 0) & (offer[slot] > 1e-9)
     rel_open = np.where(open_, rel, np.inf)
-    best = np.full(n, np.inf)  # each buyer's cheapest link (a minimum: exact in any order)
+    best = full(n, np.inf)  # each buyer's cheapest link (a minimum: exact in any order)
     np.minimum.at(best, links.dst, rel_open)
     w = np.where(open_, np.exp(-price_sensitivity * np.maximum(rel - best[links.dst], 0.0)), 0.0)
 
@@ -124,15 +125,14 @@ def clear(
     wanted = _spread(links, w, orders_t, n)
     want = np.minimum(wanted, cap_t)
     offered = np.bincount(slot, want, minlength=slot_ids.size)
-    fill = np.divide(offer, offered, out=np.ones(slot_ids.size), where=offered > 1e-12)
+    fill = np.divide(offer, offered, out=full(slot_ids.size, 1.0), where=offered > 1e-12)
     np.minimum(fill, 1.0, out=fill)
     ship = want * fill[slot]
 
     # re-routing rounds: unmet orders go to sellers with stock left, within link caps, by the
     # same weights, until nothing more can be placed (or REROUTE_ROUNDS passes)
     sold = np.bincount(slot, ship, minlength=slot_ids.size)
-    _reroute(links.dst, slot, orders_t, offer, cap_t, w, ship, sold)
-    received = np.bincount(links.dst, ship, minlength=n)
+    received = _reroute(links.dst, slot, orders_t, offer, cap_t, w, ship, sold)
     # orders still unmet are demand for the sellers the buyer wanted but did not get enough
     # from (qualification limits included); what a policy cap blocks seeks the other open
     # links of sellers in business (by the logit weights) instead
@@ -175,7 +175,7 @@ def _reroute(
     w: np.ndarray,
     ship: np.ndarray,
     sold: np.ndarray,
-) -> None:
+) -> np.ndarray:
     """Re-routing rounds of :func:`clear`: add to ``ship`` (per link) and ``sold`` (per slot).
 
     A round splits each buyer's unmet orders over its links whose seller has stock left
@@ -184,36 +184,45 @@ def _reroute(
     works on the links still eligible after the previous one (all links at first): the
     arithmetic per link and per slot is that of a pass over all links, where the others would
     add exact zeros.
+
+    Returns:
+        Tonnes shipped per buyer (``ship`` summed per buyer, in link order).
     """
     n, n_slots, n_links = orders_t.size, sold.size, w.size
-    dst, slot, eligible = links_dst, links_slot, None  # None: all links
+    dst, slot, weight, eligible = links_dst, links_slot, w, None  # None: all links
     stop = 1e-9 * max(orders_t.sum(), 1.0)
+    received = None  # per buyer, while ``ship`` has not changed since it was summed
     for _ in range(REROUTE_ROUNDS):
-        unmet_b = np.maximum(orders_t - np.bincount(links_dst, ship, minlength=n), 0.0)
+        received = np.bincount(links_dst, ship, minlength=n)
+        unmet_b = np.maximum(orders_t - received, 0.0)
         left_s = np.maximum(offer_t - sold, 0.0)
-        cap, shipped, weight = (
-            (cap_t, ship, w) if eligible is None else (cap_t[eligible], ship[eligible], w[eligible])
-        )
-        room = np.maximum(cap - shipped, 0.0)
         # eligible: weight (w2 = w * stock left * room) > 0 and the buyer's orders unmet
-        keep = np.flatnonzero(
-            (unmet_b[dst] > 0) & (left_s[slot] > 1e-12) & (room > 1e-12) & (weight > 0)
-        )
+        if eligible is None:
+            room = np.maximum(cap_t - ship, 0.0)
+            ok = (unmet_b > 0)[dst] & (left_s > 1e-12)[slot] & (room > 1e-12) & (w > 0)
+        else:  # the links left all have weight > 0 (weights do not change)
+            room = np.maximum(cap_t[eligible] - ship[eligible], 0.0)
+            ok = (unmet_b > 0)[dst] & (left_s > 1e-12)[slot] & (room > 1e-12)
+        keep = ok.nonzero()[0]
         if keep.size == 0:
-            break  # nothing more can be placed
+            return received  # nothing more can be placed
         eligible = keep if eligible is None else eligible[keep]
-        dst, slot, w2, room = dst[keep], slot[keep], weight[keep], room[keep]
-        total = np.bincount(dst, w2, minlength=n)[dst]
-        want2 = np.minimum(w2 / total * unmet_b[dst], room)
-        demand2 = np.bincount(slot, want2, minlength=n_slots)[slot]
-        fill2 = np.divide(left_s[slot], demand2, out=np.ones(slot.size), where=demand2 > 1e-12)
-        ship2 = want2 * np.minimum(fill2, 1.0)
-        placed = np.zeros(n_links)  # summed in link order, as in a pass over all links
-        placed[eligible] = ship2
+        dst, slot, weight, room = dst[keep], slot[keep], weight[keep], room[keep]
+        total = np.bincount(dst, weight, minlength=n)[dst]
+        want2 = np.minimum(weight / total * unmet_b[dst], room)
+        demand2 = np.bincount(slot, want2, minlength=n_slots)  # per slot, then its links
+        fill2 = np.divide(left_s, demand2, out=full(n_slots, 1.0), where=demand2 > 1e-12)
+        ship2 = want2 * np.minimum(fill2, 1.0)[slot]
         ship[eligible] += ship2
         sold += np.bincount(slot, ship2, minlength=n_slots)
-        if placed.sum() <= stop:
-            break
+        received = None
+        # placed >= its largest entry (a sum of non-negative terms): only sum when it may stop
+        if not ship2.max() > stop:
+            placed = np.zeros(n_links)  # summed in link order, as in a pass over all links
+            placed[eligible] = ship2
+            if placed.sum() <= stop:
+                break
+    return np.bincount(links_dst, ship, minlength=n) if received is None else received
 
 
 def slot_index(node: np.ndarray, product: int | np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 
 from sim import payments
 from sim.agents import OEM, Converter, Mine, Recycler
+from sim.arrays import full
 from sim.build import assemble
 from sim.calendar import parse_month
 from sim.deferral import defer_orders
@@ -20,7 +21,7 @@ from sim.network import NP
 from sim.prices import border_rent, price_index, set_prices
 from sim.recorder import Recorder
 from sim.state import MonthTally, State
-from sim.world import SECTORS, World
+from sim.world import World
 
 __all__ = ["MonthTally", "State", "SupplyChainModel"]
 
@@ -69,7 +70,10 @@ class SupplyChainModel(mesa.Model):
     def end_of_life_magnets_t(self) -> np.ndarray:
         """Magnets reaching end of life this month, by region (t magnet)."""
         rows = (self.tau - self._eol_lag) % self._eol_h
-        return self._eol_hist[rows, :, np.arange(len(SECTORS))].sum(axis=0)
+        hist = self._eol_hist
+        # hist[rows[k], :, k] for each sector k, as (sector, region), summed over sectors
+        at = rows[:, None] * (hist.size // hist.shape[0]) + self._eol_at
+        return hist.reshape(-1)[at].sum(axis=0)
 
     def record_use(self, idx: np.ndarray, use_t: np.ndarray) -> None:
         """Remember magnets put into use this month (for end-of-life flows later)."""
@@ -239,7 +243,7 @@ class SupplyChainModel(mesa.Model):
         # inputs for the output planned this month (idle capacity creates no demand)
         use[conv] = s.plan[conv] * s.in_ratio[conv]
         use[oem] = s.demand_ema[oem]
-        normal = np.full(self.nodes.n, b.buyer_target_cover_months)
+        normal = full(self.nodes.n, b.buyer_target_cover_months)
         normal[oem] = s.target_cover[oem]
         s.cover_months[:] = normal * (1.0 + s.risk)
         self.precautionary_target_t = use * normal * s.risk  # stock wanted above normal cover
@@ -278,8 +282,12 @@ class SupplyChainModel(mesa.Model):
         if links.n == 0:
             return
         delay = self.rng_shipping.random(links.n) < b.shipping_delay_probability
-        arrive = (self.tau + links.lead_months + delay) % self.horizon
-        at = arrive * links.n + self._link_range  # (row, link) in the raveled ring: unique
+        # (row, link) in the raveled ring, row = (tau + lead + delay) % horizon: unique per
+        # link; lead + delay < horizon, so one wrap at most (integer modulo is slow)
+        at = self._link_lead_at + delay * links.n
+        at += (self.tau % self.horizon) * links.n
+        ring = self.transit.size
+        np.subtract(at, ring, out=at, where=at >= ring)
         self.transit.reshape(-1)[at] += c.shipped_t
         got = np.bincount(links.dst, c.shipped_t, minlength=self.nodes.n)
         s.pipeline += got
@@ -287,8 +295,11 @@ class SupplyChainModel(mesa.Model):
         lead = np.bincount(links.dst, c.shipped_t * links.lead_months, minlength=self.nodes.n)
         has = got > 1e-12
         a = b.expectation_smoothing
-        s.buy_price_ema[has] = (1 - a) * s.buy_price_ema[has] + a * paid[has] / got[has]
-        s.lead_mean[has] = (1 - a) * s.lead_mean[has] + a * lead[has] / got[has]
+        got_or_1 = np.where(has, got, 1.0)  # buyers that got nothing keep their values
+        ema = s.buy_price_ema
+        ema[:] = np.where(has, (1 - a) * ema + a * paid / got_or_1, ema)
+        ema = s.lead_mean
+        ema[:] = np.where(has, (1 - a) * ema + a * lead / got_or_1, ema)
         # a link a policy closes keeps its share: qualification is not lost in a halt
         ordered = (orders_link > 1e-12) & (self.policies.terms.cap_t > 0)
         got_link = got[links.dst]

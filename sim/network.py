@@ -47,7 +47,7 @@ class Nodes:
     regions: tuple[str, ...]
     in_product: np.ndarray  # int product index, -1 for none
 
-    @property
+    @cached_property
     def n(self) -> int:
         """Number of nodes."""
         return len(self.ids)
@@ -80,9 +80,9 @@ class Links:
     seg_start: np.ndarray
     seg_buyer: np.ndarray
 
-    @property
+    @cached_property
     def n(self) -> int:
-        """Number of links."""
+        """Number of links (the arrays are fixed once built)."""
         return int(self.src.size)
 
     @cached_property

@@ -83,7 +83,7 @@ def _components(c: Clearing) -> tuple[tuple[int, ...], list[np.ndarray]]:
         c.duty_usd_per_kg,
         c.transport_usd_per_kg,
     )
-    active = (0, *[j for j in (1, 2, 3, 4) if np.count_nonzero(parts[j])])
+    active = (0, *[j for j in (1, 2, 3, 4) if parts[j].any()])
     return active, [parts[j] for j in active]
 
 

@@ -10,10 +10,12 @@ price of their alternatives: the quota rent.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.arrays import full
 from sim.network import NP, P
 
 if TYPE_CHECKING:
@@ -24,6 +26,48 @@ EXCESS_DEMAND_EPS = 0.05
 
 _OTHER_MARKET = np.roll(np.arange(2 * NP), NP)
 """For each market key (location x product), the key of the other location's market."""
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """What the price rule reads per offer slot that does not change during a run.
+
+    Attributes:
+        slots: The sellers' offer slots (``model.sell_slots``).
+        node: Each slot's node.
+        prod: Each slot's product.
+        main: Whether the slot sells the node's main output (else: magnet plants' scrap).
+        ref_price: The reference price of each slot's product (USD/kg).
+        key: Each slot's market (seller location x product: domestic, then the rest).
+        link_key: Each link's market (buyer location x product).
+        link_markets: The markets some link trades in (``2 * NP`` flags).
+    """
+
+    slots: np.ndarray
+    node: np.ndarray
+    prod: np.ndarray
+    main: np.ndarray
+    ref_price: np.ndarray
+    key: np.ndarray
+    link_key: np.ndarray
+    link_markets: np.ndarray
+
+
+def slot_layout(model: SupplyChainModel) -> SlotLayout:
+    """The slot layout of a built model (its offer slots, outputs and reference prices)."""
+    slots = model.sell_slots
+    node, prod = slots // NP, slots % NP
+    link_key = model._link_foreign.astype(np.int64) * NP + model.links.product
+    return SlotLayout(
+        slots=slots,
+        node=node,
+        prod=prod,
+        main=prod == model.state.out_product[node],
+        ref_price=model.ref_price[prod],
+        key=(~model._seller_dom).astype(np.int64) * NP + prod,
+        link_key=link_key,
+        link_markets=np.bincount(link_key, minlength=2 * NP) > 0,
+    )
 
 
 def supply_share(
@@ -43,15 +87,33 @@ def supply_share(
     Returns:
         The share of capacity, and its elasticity to the price.
     """
+    spare, k = _spare_share(model, idx, price)
+    u = _running(spare)
+    e = np.divide(k * np.minimum(spare, 1.0), u, out=np.zeros(u.size), where=u > 1e-9)
+    return u, e
+
+
+def running_share(model: SupplyChainModel, idx: np.ndarray, price: np.ndarray) -> np.ndarray:
+    """The share of capacity worth running at ``price`` (:func:`supply_share` without e)."""
+    return _running(_spare_share(model, idx, price)[0])
+
+
+def _running(spare: np.ndarray) -> np.ndarray:
+    """Share of capacity running, ``1 - spare`` within [0, 1]."""
+    return np.minimum(np.maximum(1.0 - spare, 0.0), 1.0)  # np.clip's values, at less call cost
+
+
+def _spare_share(
+    model: SupplyChainModel, idx: np.ndarray, price: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spare capacity share ``1 - u`` of the supply curve at ``price``, and its exponent."""
     s = model.state
     cost = s.unit_cost[idx]
-    rel = np.divide(price, cost * s.normal_rel[idx], out=np.ones(idx.size), where=cost > 0)
+    rel = np.divide(price, cost * s.normal_rel[idx], out=full(cost.size, 1.0), where=cost > 0)
     k = model.supply_elasticity[idx]
     spare = (1.0 - s.u0[idx]) * np.power(np.maximum(rel, 1e-12), -k)
-    u = np.minimum(np.maximum(1.0 - spare, 0.0), 1.0)  # np.clip's values, at less call cost
-    u[price < variable_cost(model, idx)] = 0.0  # shutdown: each tonne would lose money
-    e = np.divide(k * np.minimum(spare, 1.0), u, out=np.zeros(idx.size), where=u > 1e-9)
-    return u, e
+    spare[price < variable_cost(model, idx)] = np.inf  # shutdown: each tonne would lose money
+    return spare, k
 
 
 def variable_cost(model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
@@ -80,20 +142,24 @@ def price_index(model: SupplyChainModel) -> tuple[np.ndarray, np.ndarray]:
         had orders).
     """
     c, links = model.clearing, model.links
-    last = np.array(model.price_index)
+    out = np.array(model.price_index)  # a market without orders keeps its last value
     if links.n == 0:
-        return last[0], last[1]
+        return out[0], out[1]
     now = c.price_usd_per_kg + c.transport_usd_per_kg
-    key = model._link_foreign.astype(np.int64) * NP + links.product
+    lay = model.slot_layout
+    key = lay.link_key
     # transaction prices: each link weighted by the tonnes shipped on it (a unit value, as in
     # customs statistics); a market where nothing shipped: its buyers' established open links
     shipped = c.shipped_t
-    quoted = model.relationship * model.orders[links.dst] * (model.policies.terms.cap_t > 0)
-    traded = np.bincount(key, shipped, minlength=2 * NP)[key] > 1e-9
-    weight = np.where(traded, shipped, quoted)
+    traded_m = np.bincount(key, shipped, minlength=2 * NP) > 1e-9
+    if traded_m[lay.link_markets].all():  # every market traded: the tonnes weight every link
+        weight = shipped
+    else:
+        quoted = model.relationship * model.orders[links.dst] * (model.policies.terms.cap_t > 0)
+        weight = np.where(traded_m[key], shipped, quoted)
     w = np.bincount(key, weight, minlength=2 * NP).reshape(2, NP)
     v = np.bincount(key, weight * now, minlength=2 * NP).reshape(2, NP)
-    out = np.divide(v, w, out=last.copy(), where=w > 1e-12)
+    np.divide(v, w, out=out, where=w > 1e-12)
     return out[0], out[1]
 
 
@@ -115,41 +181,41 @@ def set_prices(model: SupplyChainModel) -> None:
     scarcity too. Scrap is index-priced to oxide.
     """
     s, b, c = model.state, model.world.behaviour, model.clearing
-    slots = model.sell_slots
-    node = slots // NP
-    prod = slots % NP
-    main = prod == s.out_product[node]
+    lay = model.slot_layout
+    slots, node, main = lay.slots, lay.node, lay.main
     ask = s.ask.reshape(-1)
     price = ask[slots]
     sales = s.sales_ema.reshape(-1)[slots]
-    stock = s.inv_out.reshape(-1)[slots] + c.sold_slot_t[slots]
+    sold = c.sold_slot_t[slots]
+    stock = s.inv_out.reshape(-1)[slots] + sold
     cap = model.available_capacity_t(node)
     run, e_s = supply_share(model, node, price)
     bound = s.output_bound[node]
-    flow = np.where(bound, np.minimum(cap * run, s.produced[node]), cap * run)
+    can = cap * run
+    flow = np.where(bound, np.minimum(can, s.produced[node]), can)
     e_s = np.where(bound, 0.0, e_s)
     offer = np.maximum(
         flow + (stock - b.seller_target_cover_months * sales) / b.inventory_adjust_months, 0.0
     )
     a = b.expectation_smoothing
     dem = s.slot_demand_ema.reshape(-1)
-    dem[slots] = (1 - a) * dem[slots] + a * c.demand_slot_t[slots]
+    demand = c.demand_slot_t[slots]
+    dem_now = (1 - a) * dem[slots] + a * demand
+    dem[slots] = dem_now
     eps = EXCESS_DEMAND_EPS * np.maximum(np.maximum(sales, cap * b.reference_utilisation), 1e-9)
     active = main & ((cap > 0) | (stock > 1e-9))  # firms not yet operating keep their quotes
     # sellers read a rise in demand at once and a fall once it persists (smoothed): prices
     # rise as soon as orders go unmet ("rockets and feathers")
-    d, sup = np.maximum(dem[slots], c.demand_slot_t[slots]) + eps, offer + eps
-    rel_price = price / model.ref_price[prod]
-    move_m, gap_m, key = _market_step(model, d, sup, e_s, rel_price, prod, active)
+    d, sup = np.maximum(dem_now, demand) + eps, offer + eps
+    rel_price = price / lay.ref_price
+    move_m, gap_m, key = _market_step(model, d, sup, e_s, rel_price, active)
     move_own = (np.log(d / sup) - gap_m[key]) / _own_elasticity(model, slots, rel_price, e_s)
     step = (move_m[key] + move_own) / b.price_discovery_months
     scrap_target = b.scrap_payable_share * model.price_index[0][P["oxide"]]
     scrap_step = b.scrap_price_anchor_rate * np.log(np.maximum(scrap_target, 1e-9) / price)
     new = price * np.exp(np.where(main, np.where(active, step, 0.0), scrap_step))
     # sellers' reservation price: below it they hold stock rather than sell
-    floor = np.where(
-        main, b.price_floor_cost_share * s.unit_cost[node], 0.05 * model.ref_price[prod]
-    )
+    floor = np.where(main, b.price_floor_cost_share * s.unit_cost[node], 0.05 * lay.ref_price)
     ask[slots] = np.maximum(new, floor)
     update_export_premium(model)
 
@@ -160,7 +226,6 @@ def _market_step(
     sup: np.ndarray,
     e_s: np.ndarray,
     rel_price: np.ndarray,
-    prod: np.ndarray,
     active: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Newton step of each market (seller location x product) toward clearing.
@@ -169,12 +234,16 @@ def _market_step(
         The log price move per market, its log excess demand, and each slot's market key.
     """
     b = model.world.behaviour
-    key = (~model._seller_dom).astype(np.int64) * NP + prod
-    d_m = np.bincount(key, np.where(active, d, 0.0), minlength=2 * NP)
-    s_m = np.bincount(key, np.where(active, sup, 0.0), minlength=2 * NP)
-    es_m = np.bincount(key, np.where(active, sup * e_s, 0.0), minlength=2 * NP)
+    key = model.slot_layout.key
+    # sums over the active slots only: the others would add exact zeros
+    on = active.nonzero()[0]
+    key_on = key[on]
+    d_on = d[on]
+    d_m = np.bincount(key_on, d_on, minlength=2 * NP)
+    s_m = np.bincount(key_on, sup[on], minlength=2 * NP)
+    es_m = np.bincount(key_on, (sup * e_s)[on], minlength=2 * NP)
     es_m = np.divide(es_m, s_m, out=np.zeros(2 * NP), where=s_m > 0)
-    gap_m = np.log(np.divide(d_m, s_m, out=np.ones(2 * NP), where=(s_m > 0) & (d_m > 0)))
+    gap_m = np.log(np.divide(d_m, s_m, out=full(2 * NP, 1.0), where=(s_m > 0) & (d_m > 0)))
     # buyers switch to the other market's spare supply over the links a policy leaves open:
     # demand there is more elastic
     other = _OTHER_MARKET
@@ -182,9 +251,9 @@ def _market_step(
     switch = np.minimum(np.divide(spare, d_m, out=np.zeros(2 * NP), where=d_m > 0), 1.0)
     switch *= _reach(model)
     p_m = np.divide(
-        np.bincount(key, np.where(active, d * rel_price, 0.0), minlength=2 * NP),
+        np.bincount(key_on, d_on * rel_price[on], minlength=2 * NP),
         d_m,
-        out=np.ones(2 * NP),
+        out=full(2 * NP, 1.0),
         where=d_m > 0,
     )
     e_d = b.perceived_demand_elasticity + b.price_sensitivity * p_m * switch
@@ -206,7 +275,7 @@ def _reach(model: SupplyChainModel) -> np.ndarray:
     seller_rest = model.nodes.region[links.src] != model._domestic
     buyer_rest = model._link_foreign
     cross = seller_rest != buyer_rest
-    key = buyer_rest.astype(np.int64) * NP + links.product  # the market the buyer stands in
+    key = model.slot_layout.link_key  # the market the buyer stands in
     total = np.bincount(key, cross, minlength=2 * NP)
     open_ = np.bincount(key, cross & ~closed, minlength=2 * NP)
     reach = np.divide(open_, total, out=np.zeros(2 * NP), where=total > 0)
@@ -227,11 +296,11 @@ def _own_elasticity(
     """
     s, b, c, links = model.state, model.world.behaviour, model.clearing, model.links
     fill_b = np.divide(
-        c.received_order_t, model.orders, out=np.ones(model.nodes.n), where=model.orders > 1e-12
+        c.received_order_t, model.orders, out=full(model.nodes.n, 1.0), where=model.orders > 1e-12
     )
     fw = np.bincount(links.slot, c.wanted_t * fill_b[links.dst], minlength=s.ask.size)[slots]
     ww = np.bincount(links.slot, c.wanted_t, minlength=s.ask.size)[slots]
-    fill = np.divide(fw, ww, out=np.ones(slots.size), where=ww > 1e-12)
+    fill = np.divide(fw, ww, out=full(slots.size, 1.0), where=ww > 1e-12)
     return np.maximum(b.price_sensitivity * rel_price * fill + e_s, b.perceived_demand_elasticity)
 
 

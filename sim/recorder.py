@@ -36,10 +36,10 @@ class Recorder:
         self.demand = f(T, n)
         self.shortage = f(T, n)
         self.theta = f(T, n)
-        self.running = f(T, n)  # capacity running (t/yr): capacity x run rate x online
-        self.buyer_stock = f(T, n)  # buyers' input stock (t)
+        self._run_rate = f(T, n)  # share of capacity running
+        self._outage = f(T, n)  # capacity left by outages
         self.cover_extra = f(T, n)  # buyers' target stock above normal cover (t)
-        self.rent = np.zeros((T, e), np.float64)  # border rent earned per link (USD)
+        self._rent_per_kg = np.zeros((T, e), np.float64)  # border rent per kg shipped
         self.shipped = np.zeros((T, e), np.float64)
         self.landed = np.zeros((T, e), np.float64)
         self.transit_p = f(T, NP)
@@ -71,10 +71,10 @@ class Recorder:
         self.demand[t] = s.demand
         self.shortage[t] = s.shortage
         self.theta[t] = s.theta
-        self.running[t] = s.cap * s.online * s.run_rate * s.outage_factor
-        self.buyer_stock[t] = s.inv_in
+        self._run_rate[t] = s.run_rate
+        self._outage[t] = s.outage_factor
         self.cover_extra[t] = model.precautionary_target_t
-        self.rent[t] = model.clearing.rent_usd_per_kg * model.clearing.shipped_t * 1e3
+        self._rent_per_kg[t] = model.clearing.rent_usd_per_kg
         self.shipped[t] = model.clearing.shipped_t
         self.landed[t] = model.clearing.landed_usd_per_kg
         st = stocks_now(model)
@@ -102,6 +102,22 @@ class Recorder:
                 arr = self.policy_series.setdefault(key, np.full(self.T, np.nan))
                 arr[t] = value
         self.t += 1
+
+    # series derived from recorded rows after the run (the same products, month by month)
+    @property
+    def running(self) -> np.ndarray:
+        """Capacity running (t/yr): capacity online x run rate x what outages leave."""
+        return self.cap * self._run_rate * self._outage
+
+    @property
+    def rent(self) -> np.ndarray:
+        """Border rent earned per month and link (USD)."""
+        return self._rent_per_kg * self.shipped * 1e3
+
+    @property
+    def buyer_stock(self) -> np.ndarray:
+        """Buyers' input stock per month and node (t)."""
+        return self.inv_in
 
     @property
     def scrap(self) -> int:

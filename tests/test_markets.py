@@ -178,16 +178,12 @@ def test_binding_export_caps_earn_a_border_rent_paid_by_foreign_buyers():
 
 
 # ----------------------------------------------------------- shutdown below cost (ODD 7.1)
-def _hockey_stick_only(model, idx, price):
-    """The short-run supply curve without its shutdown point (the counterfactual)."""
-    s = model.state
-    cost = s.unit_cost[idx]
-    rel = np.divide(price, cost * s.normal_rel[idx], out=np.ones(idx.size), where=cost > 0)
-    k = model.supply_elasticity[idx]
-    spare = (1.0 - s.u0[idx]) * np.power(np.maximum(rel, 1e-12), -k)
-    u = np.minimum(np.maximum(1.0 - spare, 0.0), 1.0)
-    e = np.divide(k * np.minimum(spare, 1.0), u, out=np.zeros(idx.size), where=u > 1e-9)
-    return u, e
+_VARIABLE_COST = sim.prices.variable_cost
+
+
+def _no_shutdown(model, idx):
+    """The counterfactual: no shutdown price, so the hockey stick alone decides output."""
+    return np.full(idx.size, -np.inf)
 
 
 def _losses(seed: int, monkeypatch) -> tuple[float, int]:
@@ -207,13 +203,13 @@ def _losses(seed: int, monkeypatch) -> tuple[float, int]:
     model = sim.SupplyChainModel(world, rng=seed, end="2030-12")
     conv = model.idx["converter"]
     below = np.zeros(model.nodes.n, bool)
-    curve = sim.agents.supply_share  # the curve in force (the rule, or the counterfactual)
+    curve = sim.agents.running_share  # the curve firms plan on (rule or counterfactual)
 
     def spy(model, idx, price):  # the price and cost each firm plans its output on
-        below[idx] = price < sim.prices.variable_cost(model, idx)
+        below[idx] = price < _VARIABLE_COST(model, idx)
         return curve(model, idx, price)
 
-    monkeypatch.setattr(sim.agents, "supply_share", spy)
+    monkeypatch.setattr(sim.agents, "running_share", spy)
     mag = model.state.out_product[conv] == P["magnet"]
     made = lossy = 0.0
     steady = 0
@@ -239,8 +235,7 @@ def test_plants_do_not_make_magnets_at_a_loss(monkeypatch):
     """
     with_rule = [_losses(s, monkeypatch) for s in (0, 1)]
     assert all(steady == 0 for _, steady in with_rule), with_rule
-    monkeypatch.setattr(sim.prices, "supply_share", _hockey_stick_only)
-    monkeypatch.setattr(sim.agents, "supply_share", _hockey_stick_only)
+    monkeypatch.setattr(sim.prices, "variable_cost", _no_shutdown)
     without = [_losses(s, monkeypatch) for s in (0, 1)]
     assert all(steady > 0 for _, steady in without), without
     assert max(share for share, _ in with_rule) < min(share for share, _ in without)
