@@ -339,6 +339,35 @@ def test_subsidy_cuts_cost_only_on_paid_volume_and_not_in_spin_up():
     assert expected > cap / 12
 
 
+def test_customs_hold_stops_exempt_exports_for_its_months_only():
+    """Customs hold exempt shipments in a licensing regime's first months (docs/policies.md).
+
+    Counterfactual: the same regime and seed without the hold. No licence is ever approved,
+    so what leaves China is the exempt flow alone: with the hold it is cut to
+    ``1 - customs_hold_share`` in the held months and back to the counterfactual's after.
+    """
+    rule = {
+        "start": "2025-04",
+        "approval_probability": 0.0,
+        "defence_approval_probability": 0.0,
+        "exempt_share": 0.5,
+    }
+    free = api.run(world({"export_controls": rule}, end="2025-09"), seed=3)
+    held = api.run(
+        world(
+            {"export_controls": rule | {"customs_hold_months": 2, "customs_hold_share": 1.0}},
+            end="2025-09",
+        ),
+        seed=3,
+    )
+    k = month_index(free, "2025-04")
+    a, b = cn_exports(free), cn_exports(held)
+    assert a[k : k + 2].min() > 0  # the exempt flow moves without the hold
+    assert b[k : k + 2].max() <= 1e-9  # and is held with it
+    assert np.array_equal(a[:k], b[:k])  # nothing changes before the rule
+    assert b[k + 2 :].min() > 0  # after the hold the exempt flow moves again
+
+
 def test_mass_balance_with_every_instrument():
     pol = {
         "export_controls": {

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sim.calendar import parse_month
 from sim.errors import UserError
 from sim.network import ROLES, P
 from sim.policies import schemas as S  # noqa: N812
@@ -190,7 +191,11 @@ class ExportControls(_Holder):
                 if spec.licence_cap_share is None
                 else np.maximum(spec.licence_cap_share, self.exempt) * self.ref_flow
             )
-            cap = np.where(self.licensed(model), lic, self.exempt * self.ref_flow)
+            held = spec.start is not None and (
+                model.month_abs < parse_month(spec.start) + spec.customs_hold_months
+            )
+            exempt = self.exempt * self.ref_flow * (1.0 - spec.customs_hold_share * held)
+            cap = np.where(self.licensed(model), lic, exempt)
         if spec.quota_t_per_yr is not None:
             w = self.ref_flow
             share = w / w.sum() if w.sum() > 0 else np.full(w.size, 1.0 / max(w.size, 1))

@@ -87,6 +87,15 @@ class ExportRule(_Dated):
         description="exempt share for links to OEMs of a sector (e.g. magnets without the "
         "controlled heavy rare earths); overrides exempt_share for those links",
     )
+    customs_hold_months: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="months from the rule's start in which customs hold exempt shipments "
+        "too: a link without a licence carries nothing (one customs code covers every magnet "
+        "chemistry, so exempt magnets cannot be told apart at the border)",
+    )
+    customs_hold_share: Share = Field(
+        1.0, description="share of exempt shipments customs hold during customs_hold_months"
+    )
 
     @field_validator("exempt_share_by_sector")
     @classmethod
