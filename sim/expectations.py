@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim.arrays import full
+from sim.finance import main_ask
 
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
@@ -56,8 +57,7 @@ def update_expectations(model: SupplyChainModel) -> None:
     oem = model.oem_span
     s.demand_ema[oem] = (1 - a) * s.demand_ema[oem] + a * s.demand[oem]
     cost = s.unit_cost[firms]
-    main_ask = s.ask.reshape(-1)[model.main_slot]
-    price = model.policies.price_received(model, model.idx["firm"], main_ask)
+    price = model.policies.price_received(model, model.idx["firm"], main_ask(model))
     margin = np.divide(price - cost, cost, out=np.zeros(cost.size), where=cost > 0)
     s.margin_ema[firms] = (1 - a / 3) * s.margin_ema[firms] + (a / 3) * margin
     update_risk(model)
