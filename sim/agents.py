@@ -14,7 +14,7 @@ from mesa.discrete_space import FixedAgent
 
 from sim.government import Government  # noqa: F401  (re-export; lives in sim.government)
 from sim.network import NP, P
-from sim.prices import oxide_price_for, running_share
+from sim.prices import oxide_price_for, running_share, variable_cost
 
 if TYPE_CHECKING:
     from sim.model import SupplyChainModel
@@ -63,7 +63,11 @@ class Firm(Trader):
     def plan_output(cls, model: SupplyChainModel, idx: np.ndarray) -> np.ndarray:
         """Output wanted this month: expected sales plus stock correction, within capacity.
 
-        The capacity running moves toward the supply curve over ``restart_months``.
+        The capacity running moves toward the supply curve over ``restart_months``; a firm
+        of a role with an ``order_fill_utilisation`` runs at least that share of its capacity
+        to fill orders while its price covers variable cost (ODD 7.3): its idle capacity
+        costs about the same a tonne, so its supply curve sets the price it asks as
+        utilisation rises (sim.prices), not a ceiling on what it makes.
 
         Returns tonnes per firm.
         """
@@ -78,6 +82,9 @@ class Firm(Trader):
         price = model.policies.price_received(model, idx, s.ask.reshape(-1)[main])
         # the running rate follows the supply curve; idle capacity restarts over restart_months
         wanted = running_share(model, idx, price)
+        fill = model.order_fill[idx]
+        if fill.any():
+            wanted = np.where(price >= variable_cost(model, idx), np.maximum(wanted, fill), wanted)
         s.run_rate[idx] += (wanted - s.run_rate[idx]) / b.restart_months
         plan = np.minimum(desired, model.available_capacity_t(idx) * s.run_rate[idx])
         s.plan[idx] = plan

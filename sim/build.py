@@ -233,6 +233,9 @@ def build_state(model: SupplyChainModel) -> None:
     model.supply_elasticity = np.array(
         [b.supply_elasticity.get(ROLES[r], 0.0) for r in model.nodes.role], dtype=float
     )
+    model.order_fill = np.array(
+        [b.order_fill_utilisation.get(ROLES[r], 0.0) for r in model.nodes.role], dtype=float
+    )
     model._update_unit_cost()
 
 

@@ -295,6 +295,14 @@ class BehaviourSpec(_Strict):
         description="short-run price elasticity of spare capacity (spare capacity shrinks as "
         "the price rises), by role (ODD 7.3)",
     )
+    order_fill_utilisation: dict[str, float] = Field(
+        default_factory=per_role(0.0, 0.0, 0.0, 0.0, 0.0),
+        description="share of capacity a firm runs to fill its orders whenever its price "
+        "covers variable cost, by role (0: output follows the supply curve alone). A plant "
+        "idle for want of orders makes more at about the same cost a tonne; its supply curve "
+        "then sets the price it asks as its idle capacity fills, not how much it makes "
+        "(ODD 7.3)",
+    )
     reference_utilisation: Share = Field(
         0.8,
         description="share of capacity a firm not yet operating runs at unit cost x (1 + markup)",
@@ -366,7 +374,7 @@ class BehaviourSpec(_Strict):
     demand_growth_multiplier: NonNeg = 1.0
     magnet_ndpr_share: Share = Field(0.28, description="t NdPr per t magnet in end-of-life scrap")
 
-    @field_validator("lead_time_years", "markup", "supply_elasticity")
+    @field_validator("lead_time_years", "markup", "supply_elasticity", "order_fill_utilisation")
     @classmethod
     def _roles(cls, v: dict[str, float], info: Any) -> dict[str, float]:
         return complete_roles(v, cls.model_fields[info.field_name].default_factory())
