@@ -65,7 +65,7 @@ class Firm(Trader):
 
         The capacity running moves toward the supply curve over ``restart_months``; a firm
         of a role with an ``order_fill_utilisation`` runs at least that share of its capacity
-        to fill orders while its price covers variable cost (ODD 7.3): its idle capacity
+        to fill orders while its price covers variable cost (ODD 7.1): its idle capacity
         costs about the same a tonne, so its supply curve sets the price it asks as
         utilisation rises (sim.prices), not a ceiling on what it makes.
 

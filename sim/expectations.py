@@ -1,7 +1,7 @@
 """Expectations: smoothed sales, production, demand and margins; buyers' perceived supply risk.
 
 One rule for every buyer's precautionary cover (ODD 7.5) and the supply curves' start points
-(ODD 7.3) live here; the price rule is in :mod:`sim.prices`.
+(ODD 7.1) live here; the price rule is in :mod:`sim.prices`.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def slot_layout(model: SupplyChainModel) -> SlotLayout:
 def supply_share(
     model: SupplyChainModel, idx: np.ndarray, price: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Short-run supply curves (ODD 7.3): the share of capacity worth running at ``price``.
+    """Short-run supply curves (ODD 7.1): the share of capacity worth running at ``price``.
 
     ``1 - u = (1 - u0) x ((price / unit_cost) / r0)^(-k)``: spare capacity shrinks as the
     price rises (``k``, the role's ``supply_elasticity``), so supply is elastic while there is

@@ -74,7 +74,7 @@ class State:
         self.pending = np.zeros(n, bool)
         self.output_bound = np.zeros(n, bool)  # output held back by inputs or a quota
         self.plan = z()  # output planned this month (before input limits), t
-        # short-run supply (ODD 7.3)
+        # short-run supply (ODD 7.1)
         self.run_rate = np.ones(n)  # share of capacity running (ramps after idling)
         self.u0 = np.ones(n)  # supply curve: utilisation at the normal price/cost ratio
         self.normal_rel = np.ones(n)  # supply curve: normal price / unit cost

@@ -267,7 +267,7 @@ class BehaviourSpec(_Strict):
     expectation_smoothing: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
     restart_months: Annotated[float, Field(ge=1.0)] = Field(
         3.0,
-        description="months for idle capacity to ramp to the rate its supply curve wants (ODD 7.3)",
+        description="months for idle capacity to ramp to the rate its supply curve wants (ODD 7.1)",
     )
     variable_cost_share: Share = Field(
         0.6,
@@ -293,7 +293,7 @@ class BehaviourSpec(_Strict):
     supply_elasticity: dict[str, float] = Field(
         default_factory=per_role(1.0, 2.0, 2.0, 2.0, 2.0),
         description="short-run price elasticity of spare capacity (spare capacity shrinks as "
-        "the price rises), by role (ODD 7.3)",
+        "the price rises), by role (ODD 7.1)",
     )
     order_fill_utilisation: dict[str, float] = Field(
         default_factory=per_role(0.0, 0.0, 0.0, 0.0, 0.0),
@@ -301,7 +301,7 @@ class BehaviourSpec(_Strict):
         "covers variable cost, by role (0: output follows the supply curve alone). A plant "
         "idle for want of orders makes more at about the same cost a tonne; its supply curve "
         "then sets the price it asks as its idle capacity fills, not how much it makes "
-        "(ODD 7.3)",
+        "(ODD 7.1)",
     )
     reference_utilisation: Share = Field(
         0.8,
