@@ -326,7 +326,7 @@ def test_history_spec_validates(capsys):
         pytest.skip("models/history_2020.toml and data/targets/ come with issue 9 item 1")
     assert main(["validate", str(spec)]) == 0
     out = capsys.readouterr().out
-    assert "valid calibration spec (10 parameters, 8 targets" in out
+    assert "valid calibration spec (14 parameters, 8 targets" in out
 
 
 def test_reports_show_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
@@ -339,3 +339,21 @@ def test_reports_show_paths_relative_to_the_working_directory(tmp_path, monkeypa
     assert shown_path("/elsewhere/w.toml") == "/elsewhere/w.toml"
     for report in (ROOT / "models" / "calibrated").glob("*/report.md"):
         assert "`/" not in report.read_text(), f"{report} names an absolute path"
+
+
+def test_replicates_average_runs_of_their_own_seeds(truth_dir):
+    """``replicates = k``: a parameter set's target values are the mean of k seeded runs."""
+    import dataclasses
+
+    from sim.calibrate.run import prepare
+    from sim.calibrate.simulate import replicate_seeds, simulate
+
+    ctx = prepare(truth_dir / "spec.toml").ctx
+    params = {MINE: 30000.0, SEP: 3000.0}
+    seeds = replicate_seeds(5, 2)
+    assert len(set(seeds)) == 2 and replicate_seeds(5, 1) == [5]
+    one = [simulate(ctx, 0, s, params)["stats"] for s in seeds]
+    both = simulate(dataclasses.replace(ctx, replicates=2), 0, 5, params)["stats"]
+    for name, values in both.items():
+        np.testing.assert_allclose(values, (one[0][name] + one[1][name]) / 2, rtol=1e-12)
+    assert any(not np.allclose(one[0][n], one[1][n]) for n in both), "the seeds differ"

@@ -404,7 +404,7 @@ def prepare(spec_path: str | Path) -> Prepared:
         raise UserError(
             "parameters do not fit the base world", file=str(spec_path), problems=problems
         )
-    ctx = SimContext(key=key, base=wctx, targets=tuple(targets))
+    ctx = SimContext(key=key, base=wctx, targets=tuple(targets), replicates=spec.replicates)
     x0 = {t.name: t.value for t in targets}
     return Prepared(
         spec, Path(spec_path), targets, ctx, x0, BandDistance.build(targets, spec.distance)

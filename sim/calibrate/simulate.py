@@ -25,11 +25,14 @@ class SimContext:
         key: Fingerprint of the calibration (names the tasks on Dask).
         base: The sweep worker's context (base world, period, parameter key paths).
         targets: The targets' data rows (the simulated side is computed per row).
+        replicates: Runs per parameter set, each with its own seed; the run's target values
+            are their mean (``CalibrationSpec.replicates``).
     """
 
     key: str
     base: Context
     targets: tuple[TargetData, ...]
+    replicates: int = 1
 
 
 def nan_stats(targets: tuple[TargetData, ...] | list[TargetData]) -> dict[str, np.ndarray]:
@@ -37,11 +40,20 @@ def nan_stats(targets: tuple[TargetData, ...] | list[TargetData]) -> dict[str, n
     return {t.name: np.full(len(t.periods), np.nan) for t in targets}
 
 
+def replicate_seeds(seed: int, replicates: int) -> list[int]:
+    """The model seeds of a run's replicates: the run's seed alone, or its spawned children."""
+    if replicates == 1:
+        return [int(seed)]
+    kids = np.random.SeedSequence(int(seed)).spawn(replicates)
+    return [int(k.generate_state(1)[0]) for k in kids]
+
+
 def simulate(ctx: SimContext, run_id: int, seed: int, params: dict[str, Any]) -> dict[str, Any]:
-    """Run one simulation; model errors are returned as status, never raised.
+    """Run one simulation (``ctx.replicates`` seeds); model errors are returned, never raised.
 
     Returns:
-        ``{"row": {run_id, status, error, wall_seconds}, "stats": {target: values}}``.
+        ``{"row": {run_id, status, error, wall_seconds}, "stats": {target: values}}``: with
+        replicates, each target value is the mean over the replicates' runs.
     """
     from sim.calibrate.targets import simulated
     from sim.experiments.worker import build_world
@@ -51,9 +63,15 @@ def simulate(ctx: SimContext, run_id: int, seed: int, params: dict[str, Any]) ->
     row: dict[str, Any] = {"run_id": run_id, "status": "ok", "error": ""}
     try:
         world = build_world(ctx.base, params)
-        model = SupplyChainModel(world, rng=int(seed), start=ctx.base.start, end=ctx.base.end)
-        model.run()
-        stats = simulated(model, list(ctx.targets))
+        runs = []
+        for s in replicate_seeds(seed, ctx.replicates):
+            model = SupplyChainModel(world, rng=s, start=ctx.base.start, end=ctx.base.end)
+            model.run()
+            runs.append(simulated(model, list(ctx.targets)))
+        stats = {
+            t.name: np.mean([np.asarray(r[t.name], float) for r in runs], axis=0)
+            for t in ctx.targets
+        }
     except Exception as exc:  # noqa: BLE001 - a failing run is data: infinitely far
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""

@@ -168,6 +168,12 @@ class CalibrationSpec(_Strict):
     description: str = ""
     base: BaseSpec
     seed: int = Field(0, description="root seed: run seeds are SeedSequence(seed) children")
+    replicates: Annotated[int, Field(ge=1)] = Field(
+        1,
+        description="runs per parameter set, each with its own seed (children of the run's "
+        "seed); the distance compares the mean of their target values, so that a set is not "
+        "accepted on one lucky seed",
+    )
     parameters: list[PriorSpec]
     targets: list[TargetSpec]
     distance: DistanceSpec = Field(default_factory=DistanceSpec)
