@@ -151,6 +151,11 @@ def test_idle_capacity_restarts_and_substitution_responds():
 
 
 HISTORY = ROOT / "models" / "history_2020.toml"
+# where the problem was found: the first history fit's slow prices and steep magnet supply
+FIRST_FIT = [
+    "behaviour.price_discovery_months=9.157",
+    "behaviour.supply_elasticity.magnet_plant=1.749",
+]
 
 
 def _magnet_plants_2021(fill: float, seed: int) -> tuple[float, float]:
@@ -158,7 +163,8 @@ def _magnet_plants_2021(fill: float, seed: int) -> tuple[float, float]:
 
     ``fill``: their ``order_fill_utilisation`` (0: output follows the supply curve alone).
     """
-    world = load_world(HISTORY, [f"behaviour.order_fill_utilisation.magnet_plant={fill}"])[0]
+    sets = [f"behaviour.order_fill_utilisation.magnet_plant={fill}", *FIRST_FIT]
+    world = load_world(HISTORY, sets)[0]
     model = sim.SupplyChainModel(world, rng=seed, end="2021-12")
     mag = model.idx["magnet_plant"]
     slot = mag * NP + P["magnet"]
@@ -175,16 +181,18 @@ def _magnet_plants_2021(fill: float, seed: int) -> tuple[float, float]:
 def test_plants_idle_for_want_of_orders_fill_them():
     """Order filling (ODD 7.1): idle plants make what is ordered, not what their curve runs.
 
-    In the 2020 history world China's magnet plants start at about 70 % of capacity. Without
-    order filling (the counterfactual) a rise in orders is met only as far as the supply
-    curve runs at the price, so part of 2021's orders stays unfilled while capacity idles;
-    with plants filling orders up to 90 % of capacity, fewer orders go unfilled and more
-    magnets are made.
+    In the 2020 history world China's magnet plants start at about 70 % of capacity. With the
+    first fit's slow prices and steep supply curve, and without order filling (the
+    counterfactual), a rise in orders is met only as far as the curve runs at the price, so
+    part of 2021's orders stays unfilled while capacity idles. With plants filling orders up
+    to 90 % of capacity, demand below that is met: less than a small share (SCARCE) of
+    orders goes unfilled, and more magnets are made.
     """
     for seed in (1, 2):
         gap_off, made_off = _magnet_plants_2021(0.0, seed)
         gap_on, made_on = _magnet_plants_2021(0.9, seed)
-        assert gap_on < 0.5 * gap_off, (seed, gap_on, gap_off)
+        assert gap_off > SCARCE, (seed, gap_off)
+        assert gap_on < SCARCE, (seed, gap_on)
         assert made_on > made_off, (seed, made_on, made_off)
 
 
