@@ -326,7 +326,7 @@ def test_history_spec_validates(capsys):
         pytest.skip("models/history_2020.toml and data/targets/ come with issue 9 item 1")
     assert main(["validate", str(spec)]) == 0
     out = capsys.readouterr().out
-    assert "valid calibration spec (14 parameters, 8 targets" in out
+    assert "valid calibration spec (15 parameters, 8 targets" in out
 
 
 def test_reports_show_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
