@@ -252,13 +252,17 @@ def baseline_sobol() -> str:
         "made in 2035, so China's share is undefined and that outcome gets no indices. "
         f"Median {price.median():.0f} USD/kg. Vault losses are zero in "
         f"{100 * float((ok['vault_losses_usd'] == 0).mean()):.1f} % of runs.",
+    ]
+    runaway = ok[price > 500]
+    if runaway.empty:
+        return "\n".join(lines)
+    lines += [
         "",
         "Where the runaway runs sit (medians):",
         "",
         "| parameter | runaway runs | all runs |",
         "|---|---|---|",
     ]
-    runaway = ok[price > 500]
     for col in (
         "price_discovery_months",
         "inventory_adjust_months",

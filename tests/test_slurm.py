@@ -358,10 +358,16 @@ def test_docs_walkthrough(slurm, tmp_path):
 
 
 def test_docs_sizing_table_follows_from_its_inputs():
-    """runs / min(W e / t, 1 / c) with the documented runs, t, c and e."""
+    """runs / min(W e / t, 1 / c) with the documented runs, t, c and e.
+
+    The runs are the study's own: N (D + 2) of experiments/sweep_baseline_sobol.toml.
+    """
+    from sim.experiments.spec import load_spec
+
+    spec = load_spec(DOC.parents[1] / "experiments" / "sweep_baseline_sobol.toml")[0]
     text = DOC.read_text()
-    runs, t, c, e = 17408, 0.35, 0.016, 0.9
-    assert "17,408 runs" in text and "t = 0.35 s" in text and "c = 16 ms" in text
+    runs, t, c, e = spec.design.n * (len(spec.parameters) + 2), 0.35, 0.016, 0.9
+    assert f"{runs:,} runs" in text and "t = 0.35 s" in text and "c = 16 ms" in text
     assert "efficiency e = 0.9" in text
     table = text[text.index("<!-- sizing:table -->") :].split("\n\n", 1)[0]
     rows = [r for r in table.splitlines() if r.startswith("| ") and r[2].isdigit()]
