@@ -187,7 +187,9 @@ def report_md(
         f"- spec: `{shown_path(info.get('spec_file', ''))}`; "
         f"base world: `{shown_path(info.get('world_file', ''))}`",
         f"- library: {lib.get('name')} {lib.get('version')} (ABC-SMC; sim/calibrate/run.py)",
-        f"- simulations: {len(runs)} ({n_err} failed), in {len(sessions)} session(s); "
+        f"- simulations: {len(runs)} ({n_err} failed)"
+        + (f", each the mean of {spec.replicates} seeded runs" if spec.replicates > 1 else "")
+        + f", in {len(sessions)} session(s); "
         f"wall time {wall:.1f} s ({', '.join(str(s['backend']) for s in sessions)})",
         f"- generations: {len(pops)}; population size {spec.budget.population_size}; "
         f"seed {spec.seed}",
