@@ -295,7 +295,7 @@ class BehaviourSpec(_Strict):
         description="short-run price elasticity of spare capacity (spare capacity shrinks as "
         "the price rises), by role (ODD 7.1)",
     )
-    order_fill_utilisation: dict[str, float] = Field(
+    order_fill_utilisation: dict[str, Share] = Field(
         default_factory=per_role(0.0, 0.0, 0.0, 0.0, 0.0),
         description="share of capacity a firm runs to fill its orders whenever its price "
         "covers variable cost, by role (0: output follows the supply curve alone). A plant "

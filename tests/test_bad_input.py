@@ -44,6 +44,10 @@ CASES = {
         ["behavior", "unknown key", "behaviour"],
     ),
     "unknown_policy": (GOOD + "\n[policies.export_contrls]\n", ["policies", "export_contrls"]),
+    "order_fill_above_capacity": (
+        GOOD + "\n[behaviour]\norder_fill_utilisation = { magnet_plant = 1.5 }\n",
+        ["behaviour.order_fill_utilisation.magnet_plant", "less than or equal to 1"],
+    ),
 }
 
 
