@@ -23,6 +23,8 @@ An experiment file is TOML::
     set = ["key.path=value", ...]         # overrides, as ndsim run --set
     [scenarios.policies.export_controls]  # merged into the world's [policies]
     ...
+    calibration = "../models/calibrated/x"  # optional: fitted values (ndsim calibrate's
+                                          # point.toml) over policies, before `set`
 
 Every scenario is a :class:`sim.scenario.Scenario`. ``ndsim run EXPERIMENT.toml`` runs each
 scenario on ``seeds`` seeds with common random numbers (see ``sim.experiments.ensemble``).
@@ -46,6 +48,7 @@ from sim.scenario import Scenario
 from sim.world import (
     apply_calibration,
     apply_override,
+    calibrated_values,
     parse_override,
     read_toml,
     validate_world,
@@ -64,8 +67,8 @@ TOP_KEYS = (
     "report",
     "scenarios",
 )
-SCENARIO_KEYS = ("name", "description", "set", "policies")
-DEFAULT_KEYS = ("set", "policies")
+SCENARIO_KEYS = ("name", "description", "set", "policies", "calibration")
+DEFAULT_KEYS = ("set", "policies", "calibration")
 REPORT_KEYS = ("event_month", "focus_region", "years", "notes", "halt_months", "shock_months")
 RESERVED_NAMES = {"figures", "assemble"}  # folders of the experiment's output
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -144,14 +147,32 @@ def _check_month(value: Any, where: str, problems: list[str]) -> None:
 
 
 def _apply(
-    raw: dict[str, Any], sets: Any, policies: Any, where: str, problems: list[str]
+    raw: dict[str, Any], table: dict[str, Any], where: str, problems: list[str], base_dir: Path
 ) -> dict[str, Any]:
-    """Apply a ``set`` list and a ``policies`` table to a raw world, collecting problems."""
+    """Apply a scenario's (or ``[defaults]``') ``policies``, ``calibration`` and ``set``.
+
+    In that order: a calibration's fitted values (``ndsim calibrate``'s ``point.toml``, or its
+    folder, relative to the experiment file) replace the policies' hand-set ones, and ``set``
+    can still change any of them (a sensitivity scenario). Problems are collected.
+    """
+    policies, sets, ref = table.get("policies"), table.get("set"), table.get("calibration")
     if policies is not None:
         if not isinstance(policies, dict):
             problems.append(f"{where}.policies: expected a table of instruments")
         else:
             raw["policies"] = merge(raw.get("policies", {}) or {}, policies)
+    if ref is not None:
+        if not isinstance(ref, str) or not ref:
+            problems.append(f"{where}.calibration: expected the path of a calibration's output")
+        else:
+            try:
+                for key, value in calibrated_values(ref, base_dir, file=where).items():
+                    apply_override(raw, key.split("."), value, label=f"{where}.calibration")
+            except UserError as exc:
+                problems.append(
+                    f"{where}.calibration: "
+                    + (exc.problems[0].removeprefix("calibration: ") if exc.problems else str(exc))
+                )
     if sets is None:
         return raw
     if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
@@ -259,8 +280,8 @@ def load_experiment(
             continue
         w = copy.deepcopy(world_raw)
         n0 = len(problems)
-        w = _apply(w, defaults.get("set"), defaults.get("policies"), "defaults", problems)
-        w = _apply(w, sc.get("set"), sc.get("policies"), where, problems)
+        w = _apply(w, defaults, "defaults", problems, p.parent)
+        w = _apply(w, sc, where, problems, p.parent)
         for text in overrides or []:
             try:
                 keys, value = parse_override(text)

@@ -357,3 +357,41 @@ def test_replicates_average_runs_of_their_own_seeds(truth_dir):
     for name, values in both.items():
         np.testing.assert_allclose(values, (one[0][name] + one[1][name]) / 2, rtol=1e-12)
     assert any(not np.allclose(one[0][n], one[1][n]) for n in both), "the seeds differ"
+
+
+def test_year_on_year_targets_compare_changes_on_both_sides(tmp_path):
+    """`change = "yoy"`: the data's change is each row over the file's row a year earlier
+    (band: low over the earlier high, high over the earlier low), the model's the same
+    ratio of its own months; a row without its year-earlier row, or shares, are errors."""
+    from sim.calibrate.spec import TargetSpec
+    from sim.calibrate.targets import check_window, load_target, simulated
+    from sim.errors import UserError
+    from sim.scenario import world_scenario
+
+    (tmp_path / "x.csv").write_text(
+        HEADER + "2024-05,100,90,110,t,A\n2025-04,70,,,t,B\n2025-05,50,45,55,t,B\n"
+    )
+    kw = dict(name="x", file="x.csv", metric="exports_t", product="magnet", region="china")
+    spec = TargetSpec(**kw, aggregation="sum", change="yoy", start="2025-05")
+    t = load_target(spec, tmp_path, where="targets[0]")
+    assert t.periods == ("2025-05",) and t.unit == "share" and t.sources == ("B; A",)
+    assert t.value[0] == pytest.approx(-0.5)
+    assert (t.low[0], t.high[0]) == pytest.approx((45 / 110 - 1, 55 / 90 - 1))
+    # the model's side: the same ratio of its own May 2025 and May 2024 exports
+    sc = world_scenario(CLASSROOM, QUIET).with_period("2024-01", "2025-06")
+    with pytest.raises(UserError, match="2024-05 is outside|period 2025-05 is outside"):
+        check_window([t], 13 + sc.build_model(0, record=False).start_abs, 10**6, "spec")
+    model = sc.build_model(3)
+    model.run()
+    level = TargetSpec(**kw, aggregation="sum", start="2024-05")
+    lv = simulated(model, [load_target(level, tmp_path, where="t")])["x"]
+    got = simulated(model, [t])["x"]
+    assert lv[0] > 0 and got[0] == pytest.approx(lv[2] / lv[0] - 1, rel=1e-12)
+    # errors: no row a year before; changes of shares
+    april = TargetSpec(**kw, aggregation="sum", change="yoy", start="2025-04")
+    with pytest.raises(UserError, match="no row for 2024-04"):
+        load_target(april, tmp_path, where="targets[0]")
+    (tmp_path / "s.csv").write_text(HEADER + "2024-05,10,,,%,A\n2025-05,20,,,%,B\n")
+    pct = TargetSpec(**{**kw, "file": "s.csv"}, aggregation="sum", change="yoy")
+    with pytest.raises(UserError, match="'yoy' needs levels"):
+        load_target(pct, tmp_path, where="targets[0]")

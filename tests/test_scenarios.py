@@ -80,6 +80,10 @@ def test_cli_run_and_validate(tmp_path, capsys):
         (GOOD.replace("end =", 'reference = "basline"\nend ='), "did you mean 'baseline'"),
         (GOOD.replace('event_month = "2025-05"', 'event_month = "May"'), "report.event_month"),
         (
+            GOOD.replace('name = "controls"', 'name = "controls"\ncalibration = "no/such"'),
+            "scenarios[1].calibration: no file 'no/such'",
+        ),
+        (
             GOOD.replace(
                 "[scenarios.policies.export_controls]",
                 "[scenarios.policies.vault]\nbudget_usd = 1\n"
@@ -111,3 +115,27 @@ def test_shipped_experiments_validate(name):
         pytest.skip("baseline world not present")
     exp = load_experiment(path)
     assert len(exp.scenarios) >= 2
+
+
+def test_scenario_calibration_replaces_policies_and_set_replaces_it(tmp_path):
+    """A scenario's `calibration` (ndsim calibrate's point.toml) sets its values over the
+    scenario's own `policies`; its `set` still changes them (a sensitivity scenario)."""
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "cal" / "point.toml").write_text(
+        '[values]\n"policies.export_controls.approval_probability" = 0.25\n'
+        '"policies.export_controls.processing_days" = 30.0\n'
+    )
+    text = GOOD.replace('name = "controls"', 'name = "controls"\ncalibration = "cal"')
+    text += (
+        '[[scenarios]]\nname = "faster"\ncalibration = "cal/point.toml"\n'
+        'set = ["policies.export_controls.processing_days=10"]\n'
+        '[scenarios.policies.export_controls]\nstart = "2025-04"\napproval_probability = 0.9\n'
+    )
+    exp = load_experiment(write(tmp_path, text))
+    controls = exp.scenario("controls").world_raw["policies"]["export_controls"]
+    faster = exp.scenario("faster").world_raw["policies"]["export_controls"]
+    assert controls["approval_probability"] == 0.25  # the file said 0.5
+    assert controls["processing_days"] == 30.0
+    assert faster["approval_probability"] == 0.25  # the file said 0.9
+    assert faster["processing_days"] == 10
+    assert "export_controls" not in exp.scenario("baseline").world_raw.get("policies", {})

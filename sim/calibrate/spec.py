@@ -71,6 +71,8 @@ class TargetSpec(_Strict):
     Rows of the data file with an annual period (``2021``) are compared with the year's
     ``aggregation`` of the monthly simulated series; monthly rows (``2024-05``) with the
     month's value. ``share`` divides the selection by the same selection over all regions.
+    ``change = "yoy"`` compares the change on the same period a year before instead, in both
+    the data (each row against the file's row a year earlier) and the model.
     """
 
     name: Name
@@ -84,6 +86,11 @@ class TargetSpec(_Strict):
     to_region: Region | None = Field(None, description="exports_t: destination region")
     aggregation: Literal["mean", "sum", "share"] = Field(
         "mean", description="how months make a year (monthly rows use the month's value)"
+    )
+    change: Literal["level", "yoy"] = Field(
+        "level",
+        description="level: the period's value; yoy: its change on the same period a year "
+        "before (value / value a year earlier - 1; the file needs that row too)",
     )
     start: Month | None = Field(None, description="first period used (default: all)")
     end: Month | None = Field(None, description="last period used (default: all)")
@@ -110,6 +117,8 @@ class TargetSpec(_Strict):
             raise ValueError("metric 'exports_t' needs 'region' (the exporting region)")
         elif self.aggregation == "share":
             raise ValueError("metric 'exports_t' takes aggregation 'sum' or 'mean', not 'share'")
+        if self.change == "yoy" and self.aggregation == "share":
+            raise ValueError("'change = \"yoy\"' takes aggregation 'sum' or 'mean', not 'share'")
         if self.aggregation == "share" and self.region is None:
             raise ValueError("aggregation 'share' needs 'region' (the share of which region)")
         return self

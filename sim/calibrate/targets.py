@@ -65,6 +65,11 @@ class TargetData:
         m = parse_month(p)
         return m, m
 
+    def simulated_span(self, k: int) -> tuple[int, int]:
+        """Months the model must simulate for row ``k`` (a year more for a ``yoy`` change)."""
+        a, b = self.month_span(k)
+        return (a - 12 if self.spec.change == "yoy" else a), b
+
 
 def _period_ok(p: str) -> bool:
     try:
@@ -110,6 +115,7 @@ def load_target(spec: TargetSpec, base_dir: Path, *, where: str) -> TargetData:
             f"{where}.file: {len(problems)} problem(s)", file=str(path), problems=problems
         )
     df["period"] = df["period"].astype(str).str.strip()
+    full = df.copy()
     lo = spec.start or "0000-01"
     hi = spec.end or "9999-12"
     keep = [
@@ -125,6 +131,8 @@ def load_target(spec: TargetSpec, base_dir: Path, *, where: str) -> TargetData:
     unit = units[0] if units else ""
     scale = 0.01 if unit == "%" else 1.0
     num = lambda c: pd.to_numeric(df[c], errors="coerce").to_numpy(float) * scale  # noqa: E731
+    if spec.change == "yoy":
+        return _year_on_year(spec, df, full, unit, path, where)
     return TargetData(
         spec=spec,
         periods=tuple(df["period"]),
@@ -133,6 +141,51 @@ def load_target(spec: TargetSpec, base_dir: Path, *, where: str) -> TargetData:
         high=num("high"),
         unit="share" if unit == "%" else unit,
         sources=tuple(df["source"].fillna("").astype(str)),
+    )
+
+
+def _year_before(period: str) -> str:
+    """The same period a year earlier (``2025-05`` -> ``2024-05``, ``2025`` -> ``2024``)."""
+    return f"{int(period[:4]) - 1}{period[4:]}"
+
+
+def _year_on_year(
+    spec: TargetSpec, df: pd.DataFrame, full: pd.DataFrame, unit: str, path: Path, where: str
+) -> TargetData:
+    """A ``yoy`` target's data: each kept row against the file's row a year earlier.
+
+    The band is the widest change the two rows' bands allow (low over the earlier high, high
+    over the earlier low); a row without a band keeps none.
+
+    Raises:
+        UserError: When the unit is a share (``%``: a change of a share is not a customs
+            figure) or a row has no row a year earlier in the file.
+    """
+    if unit == "%":
+        raise UserError(
+            f"{where}.change: 'yoy' needs levels (tonnes, USD), not shares in %", file=str(path)
+        )
+    rows = full.set_index("period")
+    missing = [p for p in df["period"] if _year_before(p) not in rows.index]
+    if missing:
+        raise UserError(
+            f"{where}.change: 'yoy' compares each row with the same period a year earlier; "
+            f"the file has no row for {', '.join(_year_before(p) for p in missing)}",
+            file=str(path),
+        )
+    f = lambda d, c: pd.to_numeric(d[c], errors="coerce").to_numpy(float)  # noqa: E731
+    prev = rows.loc[[_year_before(p) for p in df["period"]]]
+    return TargetData(
+        spec=spec,
+        periods=tuple(df["period"]),
+        value=f(df, "value") / f(prev, "value") - 1,
+        low=f(df, "low") / f(prev, "high") - 1,
+        high=f(df, "high") / f(prev, "low") - 1,
+        unit="share",
+        sources=tuple(
+            "; ".join(dict.fromkeys(f"{a}; {b}".split("; ")))
+            for a, b in zip(df["source"].fillna(""), prev["source"].fillna(""), strict=True)
+        ),
     )
 
 
@@ -147,7 +200,7 @@ def check_window(targets: list[TargetData], start_abs: int, end_abs: int, file: 
     problems = []
     for k, t in enumerate(targets):
         for j, p in enumerate(t.periods):
-            a, b = t.month_span(j)
+            a, b = t.simulated_span(j)
             if a < start_abs or b > end_abs:
                 problems.append(
                     f"targets[{k}] ({t.name}): period {p} is outside the simulated months "
@@ -208,12 +261,19 @@ def simulated(model: SupplyChainModel, targets: list[TargetData]) -> dict[str, n
         for j in range(len(t.periods)):
             a, b = t.month_span(j)
             i0, i1 = a - model.start_abs, b - model.start_abs + 1
-            if den is not None:
-                d = den[i0:i1].sum()
-                vals[j] = num[i0:i1].sum() / d if d > 0 else np.nan
-            elif s.aggregation == "sum" or i1 - i0 == 1:
-                vals[j] = num[i0:i1].sum()
-            else:
-                vals[j] = num[i0:i1].mean()
+            vals[j] = _aggregate(num, den, i0, i1, s.aggregation)
+            if s.change == "yoy":
+                before = _aggregate(num, den, i0 - 12, i1 - 12, s.aggregation)
+                vals[j] = vals[j] / before - 1 if before > 0 else np.nan
         out[t.name] = vals
     return out
+
+
+def _aggregate(num: np.ndarray, den: np.ndarray | None, i0: int, i1: int, how: str) -> float:
+    """Months ``i0:i1`` of a monthly series made one value (a year's sum, mean or share)."""
+    if den is not None:
+        d = den[i0:i1].sum()
+        return float(num[i0:i1].sum() / d) if d > 0 else np.nan
+    if how == "sum" or i1 - i0 == 1:
+        return float(num[i0:i1].sum())
+    return float(num[i0:i1].mean())
