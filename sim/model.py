@@ -129,9 +129,6 @@ class SupplyChainModel(mesa.Model):
             self._month()
         self._spinning = False
         self.ledger.mark_opening()
-        # the spin-up's shocks do not carry into the recorded period
-        self.state.outage_factor.fill(1.0)
-        self.state.outage_left.fill(0)
 
     def step(self) -> None:
         """Advance one month: the phases of :meth:`_month`, then record."""
@@ -219,6 +216,8 @@ class SupplyChainModel(mesa.Model):
                     s.sales_ema[node, out], s.cap[node] / 12.0 * s.run_rate[node]
                 )
             self.capacity_added.append((self.month_abs, node, delta, origin))
+        if self._spinning:  # the spin-up settles stocks at start conditions: no shocks
+            return
         firms, span = self.idx["firm"], self.firm_span  # span: a slice when firms are contiguous
         s.outage_left[span] = np.maximum(s.outage_left[span] - 1, 0)
         s.outage_factor[span] = np.where(s.outage_left[span] > 0, s.outage_factor[span], 1.0)
@@ -281,7 +280,10 @@ class SupplyChainModel(mesa.Model):
         np.maximum(s.inv_out, 0.0, out=s.inv_out)
         if links.n == 0:
             return
-        delay = self.rng_shipping.random(links.n) < b.shipping_delay_probability
+        if self._spinning:  # no shocks in the spin-up (see build)
+            delay = np.zeros(links.n, dtype=np.int64)
+        else:
+            delay = self.rng_shipping.random(links.n) < b.shipping_delay_probability
         # (row, link) in the raveled ring, row = (tau + lead + delay) % horizon: unique per
         # link; lead + delay < horizon, so one wrap at most (integer modulo is slow)
         at = self._link_lead_at + delay * links.n

@@ -56,6 +56,7 @@ EXPECTED_TARGETS = {
     "china_magnet_exports_t.csv",
     "china_magnet_exports_us_t.csv",
     "world_magnet_output_t.csv",
+    "world_magnet_consumption_t.csv",
 }
 _ID = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Za-z0-9]+)+")
 
@@ -176,7 +177,8 @@ def test_demand_in_2020_matches_the_cited_consumption():
     for oem in world.oems:
         monthly = (1.0 + rate[oem.sector]) ** (months / 12.0)
         total += oem.demand_t_per_yr / 12.0 * monthly.sum()
-    row = load_target(ROOT / "data" / "targets" / "world_magnet_output_t.csv").set_index("period")
+    path = ROOT / "data" / "targets" / "world_magnet_consumption_t.csv"
+    row = load_target(path).set_index("period")
     assert row.loc["2020", "low"] <= total <= row.loc["2020", "high"]
 
 
