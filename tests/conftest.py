@@ -12,6 +12,7 @@ import sim
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "models" / "baseline_2024.toml"
 CLASSROOM = ROOT / "models" / "classroom.toml"
+HISTORY = ROOT / "models" / "history_2020.toml"
 
 
 @functools.cache
