@@ -91,15 +91,13 @@ def test_first_full_month_to_the_usa():
     assert np.mean([_yoy(r, "05", "usa") for r in runs]) <= -0.85
     # and beyond what the tariff war alone does (the same seeds without controls). May alone
     # cannot tell them apart: without controls US importers postpone May's purchases to June,
-    # when the Geneva cut takes effect (sim/deferral.py), so the tariff war alone cuts May by
-    # 77-96 %; with controls their supply risk is up and they stop postponing, and a licence
-    # granted early lets a buyer refill in May-June what April's halt left. Deferral and
-    # refilling move purchases within the licensing regime's first quarter; licensing takes
-    # them away: April-June together must be lower.
-    quarter = ("2025-04-01", "2025-05-01", "2025-06-01")
-    first_quarter = lambda r: sum(_exports(r, m, "usa") for m in quarter)  # noqa: E731
+    # when the Geneva cut takes effect (sim/deferral.py), so the tariff war alone cuts May
+    # about as much as the data show; with controls their supply risk is up and they stop
+    # postponing. Deferral moves purchases by a month, licensing takes them away: May and
+    # June together must be lower.
+    may_jun = lambda r: sum(_exports(r, m, "usa") for m in ("2025-05-01", "2025-06-01"))  # noqa: E731
     for res, base in zip(runs, bases, strict=True):
-        assert first_quarter(res) < first_quarter(base)
+        assert may_jun(res) < may_jun(base)
 
 
 @pytest.mark.xfail(
