@@ -437,7 +437,9 @@ class CalendarSpec(_Strict):
     start: Month = "2024-01"
     end: Month = "2040-12"
     spinup_months: Annotated[int, Field(ge=0, le=120)] = Field(
-        36, description="months run at start conditions (not recorded) to settle inventories"
+        36,
+        description="months run at start conditions (not recorded, no random shocks) to "
+        "settle inventories (ODD 5)",
     )
 
     @model_validator(mode="after")
