@@ -281,7 +281,7 @@ class SupplyChainModel(mesa.Model):
         if links.n == 0:
             return
         if self._spinning:  # no shocks in the spin-up (see build)
-            delay = np.zeros(links.n, dtype=np.int64)
+            delay = 0
         else:
             delay = self.rng_shipping.random(links.n) < b.shipping_delay_probability
         # (row, link) in the raveled ring, row = (tau + lead + delay) % horizon: unique per

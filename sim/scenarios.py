@@ -48,9 +48,9 @@ from sim.scenario import Scenario
 from sim.world import (
     apply_calibration,
     apply_override,
-    calibrated_values,
     parse_override,
     read_toml,
+    set_calibrated,
     validate_world,
 )
 
@@ -166,8 +166,7 @@ def _apply(
             problems.append(f"{where}.calibration: expected the path of a calibration's output")
         else:
             try:
-                for key, value in calibrated_values(ref, base_dir, file=where).items():
-                    apply_override(raw, key.split("."), value, label=f"{where}.calibration")
+                set_calibrated(raw, ref, base_dir, file=where, label=f"{where}.calibration")
             except UserError as exc:
                 problems.append(
                     f"{where}.calibration: "

@@ -795,8 +795,19 @@ def apply_calibration(raw: dict[str, Any], base_dir: Path, *, file: str) -> dict
     ref = raw.get("calibration")
     if not isinstance(ref, str) or not ref:
         return raw  # absent; a non-string is reported by validation
+    return set_calibrated(raw, ref, base_dir, file=file, label=f"calibration {ref}")
+
+
+def set_calibrated(
+    raw: dict[str, Any], ref: str, base_dir: Path, *, file: str, label: str
+) -> dict[str, Any]:
+    """Set the values of the calibration ``ref`` (a point.toml or its folder) in ``raw``.
+
+    Raises:
+        UserError: When the calibration is missing or malformed, or a key is not the world's.
+    """
     for key, value in calibrated_values(ref, base_dir, file=file).items():
-        apply_override(raw, key.split("."), value, label=f"calibration {ref} ({key})")
+        apply_override(raw, key.split("."), value, label=f"{label} ({key})")
     return raw
 
 

@@ -129,10 +129,10 @@ def load_target(spec: TargetSpec, base_dir: Path, *, where: str) -> TargetData:
             file=str(path),
         )
     unit = units[0] if units else ""
-    scale = 0.01 if unit == "%" else 1.0
-    num = lambda c: pd.to_numeric(df[c], errors="coerce").to_numpy(float) * scale  # noqa: E731
     if spec.change == "yoy":
         return _year_on_year(spec, df, full, unit, path, where)
+    scale = 0.01 if unit == "%" else 1.0
+    num = lambda c: pd.to_numeric(df[c], errors="coerce").to_numpy(float) * scale  # noqa: E731
     return TargetData(
         spec=spec,
         periods=tuple(df["period"]),
