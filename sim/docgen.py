@@ -180,8 +180,11 @@ def export_controls_2025(seeds: int | None = None) -> str:
         ("China magnet exports y/y, May 2025", "exports_yoy_event", yoy_label(total, "2025-05")),
         ("... to the US", "exports_to_usa_yoy_event", yoy_label(to_us, "2025-05")),
         ("exports y/y, June 2025", "exports_yoy_event+1", yoy_label(total, "2025-06")),
-        ("exports y/y, July 2025 (not fitted)", "exports_yoy_event+2", yoy_label(total, "2025-07")),
-        ("... August 2025 (not fitted)", "exports_yoy_event+3", yoy_label(total, "2025-08")),
+        ("exports y/y, July 2025", "exports_yoy_event+2", yoy_label(total, "2025-07")),
+        ("... August 2025", "exports_yoy_event+3", yoy_label(total, "2025-08")),
+        ("... September 2025 (not fitted)", "exports_yoy_event+4", yoy_label(total, "2025-09")),
+        ("... October 2025 (not fitted)", "exports_yoy_event+5", yoy_label(total, "2025-10")),
+        ("... November 2025 (not fitted)", "exports_yoy_event+6", yoy_label(total, "2025-11")),
         ("ex-China magnet premium over China, May", "magnet_premium_event", "premiums reported"),
     ]
     lines = [
