@@ -102,7 +102,7 @@ def test_first_full_month_to_the_usa():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 8, open, and at odds with the data: no ex-China NdPr oxide market premium "
+    reason="issue 8, blocked on it: at odds with the data. No ex-China NdPr oxide market premium "
     "emerges (model ~+1 %, transport). The reported market prices show none either: ex-China "
     "~0.95 x China in July 2025 (BMI-EXCN-2025-07, NDPR-CN-2025-07) and Argus Europe 83.8 in "
     "September against China ~88 in August (ARGUS-EU-NDPR-2025-09, NDPR-2025). The 110 USD/kg "
