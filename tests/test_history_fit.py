@@ -55,10 +55,11 @@ def _mine_share(ts: pd.DataFrame, region: str) -> np.ndarray:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the boom emerges with order filling (ODD 7.1) and the median peaks in 2022, but "
-    "too low: over 16 posterior draws 2022's China oxide price is 40 % below the data; faster "
-    "price discovery, which could lift it, makes the precautionary feedback explode "
-    "(docs/calibration.md, session 12)",
+    reason="blocked: over 16 posterior draws 2022's China oxide price is 40 % below the data. "
+    "In this model a boom is a precautionary cascade that ignites in some seeds only, and "
+    "fast price discovery runs away; the height needs a short-run release valve for stocks "
+    "or another anchor for the chain's price level, not a calibration (docs/calibration.md, "
+    "sessions 12-14)",
 )
 def test_history_over_the_posterior_reproduces_the_boom_and_the_fall():
     price = np.median([_annual_price(ts) for ts in _runs()], axis=0)
